@@ -1,0 +1,71 @@
+using System.CommandLine;
+using Fulcrum.Configuration;
+using Fulcrum.Hosting;
+
+namespace Fulcrum.Cli.Commands;
+
+/// <summary><c>fulcrum run --config PATH</c>: start the load balancer and run until SIGINT or SIGTERM.</summary>
+internal static class RunCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var config = ConfigOption.Create();
+        var command = new Command("run", "Run the load balancer with a configuration file") { config };
+        command.SetAction(async (parse, _) =>
+        {
+            var file = parse.GetValue(config)!;
+            var result = ConfigLoader.LoadFile(file.ToString());
+            if (!result.Success)
+            {
+                foreach (var e in result.Errors)
+                {
+                    error.WriteLine(e);
+                }
+                error.WriteLine($"{file}: {result.Errors.Count} error(s); not starting");
+                return 1;
+            }
+            return await RunAsync(result.Config!, output, error).ConfigureAwait(false);
+        });
+        return command;
+    }
+
+    public static async Task<int> RunAsync(FulcrumConfig config, TextWriter output, TextWriter error, Action<FulcrumServer>? started = null)
+    {
+        using var signal = new ShutdownSignal();
+        FulcrumServer server;
+        try
+        {
+            server = await FulcrumServer.StartAsync(config, cancellationToken: signal.Token).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            // Kestrel reports an address in use or not available as an IOException.
+            error.WriteLine($"fulcrum: cannot start: {e.Message}");
+            return 1;
+        }
+        await using (server.ConfigureAwait(false))
+        {
+            foreach (var listener in config.Listeners)
+            {
+                error.WriteLine($"fulcrum: listener '{listener.Name}' on http://{server.ListenerEndPoint(listener.Name)}");
+            }
+            if (server.AdminEndPoint is { } admin)
+            {
+                error.WriteLine($"fulcrum: admin on http://{admin}");
+            }
+            started?.Invoke(server);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, signal.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            error.WriteLine($"fulcrum: {signal.Received ?? "stop"} received, stopping (in-flight requests may finish)");
+            await server.StopAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
+        _ = output;
+        error.WriteLine("fulcrum: stopped");
+        return 0;
+    }
+}

@@ -1,0 +1,311 @@
+using Fulcrum.Balancing;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Fulcrum.Configuration;
+
+/// <summary>The outcome of loading a configuration: a config when there were no errors, else every error found.</summary>
+public sealed record ConfigLoadResult(FulcrumConfig? Config, IReadOnlyList<ConfigError> Errors, ConfigSourceMap Map)
+{
+    public bool Success => Config is not null && Errors.Count == 0;
+}
+
+/// <summary>
+/// Loads <c>fulcrum.yaml</c>: YAML through YamlDotNet's node model (which keeps line and column),
+/// bound by hand so that every unknown key, bad value and broken reference is reported at once
+/// with its position, and nothing is applied unless the whole file is good.
+/// </summary>
+public static class ConfigLoader
+{
+    private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log"];
+    private static readonly string[] ListenerKeys = ["name", "address", "protocol"];
+    private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts"];
+    private static readonly string[] MatchKeys = ["host", "path_prefix", "path", "methods", "headers"];
+    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header"];
+    private static readonly string[] BackendKeys = ["address", "weight", "name"];
+    private static readonly string[] TimeoutKeys = ["connect", "response", "idle"];
+    private static readonly string[] AdminKeys = ["address"];
+    private static readonly string[] AccessLogKeys = ["enabled", "path", "format"];
+    private static readonly string[] Protocols = [ListenerConfig.HttpProtocol, ListenerConfig.H2cProtocol];
+    private static readonly string[] HostHeaderModes = ["preserve", "backend"];
+    private static readonly string[] AccessLogFormats = [AccessLogConfig.JsonFormat];
+
+    public static ConfigLoadResult LoadFile(string path)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var map = new ConfigSourceMap(path);
+            return new ConfigLoadResult(null, [new ConfigError(path, 1, 1, $"cannot read the file: {e.Message}")], map);
+        }
+        var result = LoadText(text, path);
+        return result.Config is null ? result : result with { Config = result.Config with { SourcePath = Path.GetFullPath(path) } };
+    }
+
+    public static ConfigLoadResult LoadText(string text, string file)
+    {
+        var context = new ConfigReadContext(file);
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(text));
+        }
+        catch (YamlException e)
+        {
+            var message = e.InnerException is { } inner && e.Message.Contains("Duplicate key", StringComparison.OrdinalIgnoreCase) is false
+                ? $"{e.Message} ({inner.Message})"
+                : e.Message;
+            context.Errors.Add(new ConfigError(file, (int)e.Start.Line, (int)e.Start.Column, $"YAML syntax: {Trim(message)}"));
+            return new ConfigLoadResult(null, context.Errors, context.Map);
+        }
+
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
+        {
+            context.Errors.Add(new ConfigError(file, 1, 1, "the file is empty; a configuration needs at least listeners, routes and pools"));
+            return new ConfigLoadResult(null, context.Errors, context.Map);
+        }
+        if (stream.Documents.Count > 1)
+        {
+            var second = stream.Documents[1].RootNode;
+            context.Error(second, "the file holds more than one YAML document ('---'); put the whole configuration in one");
+        }
+        if (stream.Documents[0].RootNode is not YamlMappingNode root)
+        {
+            context.Error(stream.Documents[0].RootNode, "the top level must be a mapping with listeners, routes and pools");
+            return new ConfigLoadResult(null, context.Errors, context.Map);
+        }
+
+        var top = new YamlMap(context, root, "", TopKeys);
+        var listeners = ReadList(top, "listeners", ReadListener);
+        var routes = ReadList(top, "routes", ReadRoute);
+        var pools = ReadList(top, "pools", ReadPool);
+        var admin = ReadAdmin(top);
+        var accessLog = ReadAccessLog(top);
+
+        var config = new FulcrumConfig(new(listeners), new(routes), new(pools), admin, accessLog);
+        context.Map.Set(config, "", 1, 1);
+        top.Locate(config, "listeners", "listeners");
+        top.Locate(config, "routes", "routes");
+        top.Locate(config, "pools", "pools");
+
+        context.Errors.AddRange(ConfigValidator.Validate(config, context.Map));
+        context.Errors.Sort((a, b) => a.Line != b.Line ? a.Line.CompareTo(b.Line) : a.Column.CompareTo(b.Column));
+        return new ConfigLoadResult(context.Errors.Count == 0 ? config : null, context.Errors, context.Map);
+    }
+
+    private static string Trim(string message)
+    {
+        // YamlDotNet prefixes its own "(Line: x, Col: y, ...)"; the position is already in our prefix.
+        var close = message.IndexOf("): ", StringComparison.Ordinal);
+        return message.StartsWith("(Line:", StringComparison.Ordinal) && close > 0 ? message[(close + 3)..] : message;
+    }
+
+    private static List<T> ReadList<T>(YamlMap parent, string key, Func<YamlMap, YamlNode, string, T?> read)
+        where T : class
+    {
+        var result = new List<T>();
+        var items = parent.Sequence(key);
+        for (var i = 0; i < items.Count; i++)
+        {
+            var item = read(parent, items[i], $"{key}[{i}]");
+            if (item is not null)
+            {
+                result.Add(item);
+            }
+        }
+        return result;
+    }
+
+    private static ListenerConfig? ReadListener(YamlMap parent, YamlNode node, string path)
+    {
+        var map = parent.Item(node, path, ListenerKeys);
+        if (map is null)
+        {
+            return null;
+        }
+        var name = map.String("name", required: true);
+        var address = map.Address("address", required: true, allowPortZero: true);
+        var protocol = map.OneOf("protocol", Protocols) ?? ListenerConfig.HttpProtocol;
+        if (name is null || address is null)
+        {
+            return null;
+        }
+        var listener = new ListenerConfig(name, address, protocol);
+        map.LocateSelf(listener);
+        map.Locate(listener, "name", "name");
+        map.Locate(listener, "address", "address");
+        return listener;
+    }
+
+    private static RouteConfig? ReadRoute(YamlMap parent, YamlNode node, string path)
+    {
+        var map = parent.Item(node, path, RouteKeys);
+        if (map is null)
+        {
+            return null;
+        }
+        var name = map.String("name", required: true);
+        var pool = map.String("pool", required: true);
+        var match = ReadMatch(map);
+        var timeouts = ReadTimeouts(map);
+        if (name is null || pool is null || match is null)
+        {
+            return null;
+        }
+        var route = new RouteConfig(name, match, pool, timeouts);
+        map.LocateSelf(route);
+        map.Locate(route, "name", "name");
+        map.Locate(route, "pool", "pool");
+        map.Locate(route, "match", "match");
+        return route;
+    }
+
+    private static RouteMatchConfig? ReadMatch(YamlMap route)
+    {
+        var map = route.Map("match", MatchKeys);
+        if (map is null)
+        {
+            return RouteMatchConfig.Any;
+        }
+        var host = map.String("host");
+        var prefix = map.String("path_prefix");
+        var path = map.String("path");
+        var methods = map.Strings("methods");
+        var headers = new List<HeaderMatchConfig>();
+        // Header names are free-form, so read them from the node rather than against a key list.
+        switch (map.Value("headers"))
+        {
+            case null or YamlScalarNode { Value: null or "" }:
+                break;
+            case YamlMappingNode headerNode:
+                foreach (var (k, v) in headerNode.Children)
+                {
+                    if (k is not YamlScalarNode { Value: { Length: > 0 } headerName } || v is not YamlScalarNode headerValue)
+                    {
+                        map.Error(k, $"{map.Describe("headers")}: write each header as 'Name: value' (an empty value means 'present')");
+                        continue;
+                    }
+                    headers.Add(new HeaderMatchConfig(headerName, string.IsNullOrEmpty(headerValue.Value) ? null : headerValue.Value));
+                }
+                break;
+            case var other:
+                map.Error(other, $"{map.Describe("headers")} must be a mapping of header names to values, not a {YamlMap.Kind(other)}");
+                break;
+        }
+        var match = new RouteMatchConfig(host?.ToLowerInvariant(), prefix, path, new(methods.Select(m => m.ToUpperInvariant())), new(headers));
+        map.LocateSelf(match);
+        map.Locate(match, "host", "host");
+        map.Locate(match, "path_prefix", "path_prefix");
+        map.Locate(match, "path", "path");
+        map.Locate(match, "methods", "methods");
+        map.Locate(match, "headers", "headers");
+        return match;
+    }
+
+    private static TimeoutsConfig ReadTimeouts(YamlMap parent)
+    {
+        var map = parent.Map("timeouts", TimeoutKeys);
+        if (map is null)
+        {
+            return TimeoutsConfig.Unset;
+        }
+        return new TimeoutsConfig(map.Duration("connect"), map.Duration("response"), map.Duration("idle"));
+    }
+
+    private static PoolConfig? ReadPool(YamlMap parent, YamlNode node, string path)
+    {
+        var map = parent.Item(node, path, PoolKeys);
+        if (map is null)
+        {
+            return null;
+        }
+        var name = map.String("name", required: true);
+        var balancing = map.OneOf("balancing", BalancingPolicies.Names) ?? BalancingPolicies.Default;
+        var timeouts = ReadTimeouts(map);
+        var hostHeader = map.OneOf("host_header", HostHeaderModes) == "backend" ? HostHeaderMode.Backend : HostHeaderMode.Preserve;
+        var backends = new List<BackendConfig>();
+        var items = map.Sequence("backends");
+        for (var i = 0; i < items.Count; i++)
+        {
+            var backend = ReadBackend(map, items[i], $"{map.Describe("backends")}[{i}]");
+            if (backend is not null)
+            {
+                backends.Add(backend);
+            }
+        }
+        if (name is null)
+        {
+            return null;
+        }
+        var pool = new PoolConfig(name, balancing, new(backends), timeouts, hostHeader);
+        map.LocateSelf(pool);
+        map.Locate(pool, "name", "name");
+        map.Locate(pool, "backends", "backends");
+        return pool;
+    }
+
+    private static BackendConfig? ReadBackend(YamlMap pool, YamlNode node, string path)
+    {
+        // Shorthand: a backend may be written as just its address.
+        if (node is YamlScalarNode scalar)
+        {
+            var text = scalar.Value ?? "";
+            if (!HostPort.TryParse(text, allowPortZero: false, out var endpoint, out var error))
+            {
+                pool.Error(node, $"{path}: {error}");
+                return null;
+            }
+            var shorthand = new BackendConfig(text.Trim(), endpoint!, 1, null);
+            pool.Locate(shorthand, node);
+            return shorthand;
+        }
+        var map = pool.Item(node, path, BackendKeys);
+        if (map is null)
+        {
+            return null;
+        }
+        var address = map.Address("address", required: true, allowPortZero: false);
+        var weight = map.Int("weight", BackendConfig.MinWeight, BackendConfig.MaxWeight) ?? 1;
+        var name = map.String("name");
+        if (address is null)
+        {
+            return null;
+        }
+        var backend = new BackendConfig(map.String("address")!.Trim(), address, weight, string.IsNullOrEmpty(name) ? null : name);
+        map.LocateSelf(backend);
+        map.Locate(backend, "address", "address");
+        map.Locate(backend, "name", "name");
+        return backend;
+    }
+
+    private static AdminConfig? ReadAdmin(YamlMap top)
+    {
+        var map = top.Map("admin", AdminKeys);
+        if (map is null)
+        {
+            return null;
+        }
+        var address = map.Address("address", required: false, allowPortZero: true) ?? AdminConfig.DefaultAddress;
+        var admin = new AdminConfig(address);
+        map.LocateSelf(admin);
+        map.Locate(admin, "address", "address");
+        return admin;
+    }
+
+    private static AccessLogConfig ReadAccessLog(YamlMap top)
+    {
+        var map = top.Map("access_log", AccessLogKeys);
+        if (map is null)
+        {
+            return AccessLogConfig.Default;
+        }
+        return new AccessLogConfig(
+            map.Bool("enabled") ?? true,
+            map.String("path") is { Length: > 0 } p ? p : AccessLogConfig.Stdout,
+            map.OneOf("format", AccessLogFormats) ?? AccessLogConfig.JsonFormat);
+    }
+}

@@ -1,0 +1,26 @@
+namespace Fulcrum.Configuration;
+
+/// <summary>A named group of backends with one balancing policy.</summary>
+public sealed record PoolConfig(
+    string Name,
+    string Balancing,
+    EquatableList<BackendConfig> Backends,
+    TimeoutsConfig Timeouts,
+    HostHeaderMode HostHeader);
+
+/// <summary>What the Host header sent to a backend is.</summary>
+public enum HostHeaderMode
+{
+    /// <summary>The client's Host header, unchanged (the default, as nginx with <c>proxy_set_header Host $host</c>).</summary>
+    Preserve,
+
+    /// <summary>The backend's own <c>host:port</c>, for backends that route on their own name.</summary>
+    Backend,
+}
+
+/// <summary>One backend instance. Its identity is its pool plus <see cref="Address"/> as written.</summary>
+public sealed record BackendConfig(string Address, HostPort Endpoint, int Weight, string? Name)
+{
+    public const int MinWeight = 1;
+    public const int MaxWeight = 1000;
+}

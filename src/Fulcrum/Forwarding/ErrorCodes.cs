@@ -1,0 +1,47 @@
+namespace Fulcrum.Forwarding;
+
+/// <summary>
+/// The stable names and statuses of <see cref="FulcrumError"/>. These strings are a contract with
+/// operators' scripts and dashboards (docs/errors.md): never rename one.
+/// </summary>
+public static class ErrorCodes
+{
+    public static string Code(FulcrumError error) => error switch
+    {
+        FulcrumError.None => "",
+        FulcrumError.NoRoute => "no_route",
+        FulcrumError.NoHealthyBackend => "no_healthy_backend",
+        FulcrumError.ConnectRefused => "connect_refused",
+        FulcrumError.ConnectTimeout => "connect_timeout",
+        FulcrumError.ConnectFailed => "connect_failed",
+        FulcrumError.ResponseTimeout => "response_timeout",
+        FulcrumError.IdleTimeout => "idle_timeout",
+        FulcrumError.UpstreamReset => "upstream_reset",
+        FulcrumError.UpstreamProtocolError => "upstream_protocol_error",
+        FulcrumError.BadRequest => "bad_request",
+        FulcrumError.ClientAborted => "client_aborted",
+        _ => throw new ArgumentOutOfRangeException(nameof(error)),
+    };
+
+    /// <summary>The status Fulcrum answers with when it makes the response itself.</summary>
+    public static int Status(FulcrumError error) => error switch
+    {
+        FulcrumError.NoRoute => 404,
+        FulcrumError.NoHealthyBackend => 503,
+        FulcrumError.ConnectRefused => 502,
+        FulcrumError.ConnectTimeout => 504,
+        FulcrumError.ConnectFailed => 502,
+        FulcrumError.ResponseTimeout => 504,
+        FulcrumError.IdleTimeout => 504,
+        FulcrumError.UpstreamReset => 502,
+        FulcrumError.UpstreamProtocolError => 502,
+        FulcrumError.BadRequest => 400,
+        // Never sent (the client is gone); logged as nginx does.
+        FulcrumError.ClientAborted => 499,
+        _ => 500,
+    };
+
+    /// <summary>True for failures where the backend never received the request: always safe to try another.</summary>
+    public static bool IsConnectFailure(FulcrumError error) =>
+        error is FulcrumError.ConnectRefused or FulcrumError.ConnectTimeout or FulcrumError.ConnectFailed;
+}

@@ -1,0 +1,138 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using Fulcrum.Observability;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.WebUtilities;
+
+namespace Fulcrum.Forwarding;
+
+/// <summary>A line of an error body: one backend and what happened with it.</summary>
+public readonly record struct BackendReport(string Backend, string Code, string Detail);
+
+/// <summary>
+/// Writes the responses Fulcrum makes itself. Each carries <c>Fulcrum-Error: CODE</c> and a short
+/// body that says what happened, to which backends, and what to check: plain text, or JSON when
+/// the client accepts JSON. The access log line carries the same code and request id.
+/// </summary>
+internal static class ErrorResponder
+{
+    public static Task WriteAsync(HttpContext context, FulcrumError error, RequestRecord record, string message, IReadOnlyList<BackendReport> backends)
+    {
+        var response = context.Response;
+        var status = ErrorCodes.Status(error);
+        var code = ErrorCodes.Code(error);
+        response.Clear();
+        response.StatusCode = status;
+        response.Headers[HeaderRules.ErrorHeader] = code;
+        response.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
+        response.Headers.CacheControl = "no-store";
+        if (error == FulcrumError.BadRequest)
+        {
+            // The framing of this connection can no longer be trusted: answer and close it.
+            response.Headers.Connection = "close";
+        }
+
+        var hint = Hint(error);
+        byte[] body;
+        if (AcceptsJson(context.Request))
+        {
+            response.ContentType = "application/json; charset=utf-8";
+            body = Json(status, code, message, hint, record, backends);
+        }
+        else
+        {
+            response.ContentType = "text/plain; charset=utf-8";
+            body = Encoding.UTF8.GetBytes(Text(status, code, message, hint, record, backends));
+        }
+        response.ContentLength = body.Length;
+        record.BytesOut = body.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(body, 0, body.Length, context.RequestAborted);
+    }
+
+    internal static string Hint(FulcrumError error) => error switch
+    {
+        FulcrumError.NoRoute => "Check the match rules (host, path_prefix, path, methods, headers) of the routes in the configuration.",
+        FulcrumError.NoHealthyBackend => "Every backend of the pool is out of rotation; the list above says why for each one.",
+        FulcrumError.ConnectRefused => "Check that the backend is running and listening on that address and port.",
+        FulcrumError.ConnectTimeout => "Check that the backend's host is up and reachable from Fulcrum and is not overloaded, or raise timeouts.connect.",
+        FulcrumError.ConnectFailed => "Check the backend's address and that its host is reachable from Fulcrum.",
+        FulcrumError.ResponseTimeout => "The backend was too slow to answer: look in its logs for this request, or raise timeouts.response for this route.",
+        FulcrumError.IdleTimeout => "No bytes moved for longer than timeouts.idle: raise it for routes that are quiet for long (long polls, slow uploads).",
+        FulcrumError.UpstreamReset => "The backend closed or reset the connection: look in its logs for a crash, restart or request size limit.",
+        FulcrumError.UpstreamProtocolError => "The backend's answer is not valid HTTP/1.1: check that the address points at an HTTP server (not TLS or another protocol).",
+        FulcrumError.BadRequest => "The request is malformed and was refused before reaching any backend; fix the client.",
+        _ => "",
+    };
+
+    private static bool AcceptsJson(HttpRequest request)
+    {
+        foreach (var accept in request.Headers.Accept)
+        {
+            if (accept is not null && accept.Contains("json", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static string Text(int status, string code, string message, string hint, RequestRecord record, IReadOnlyList<BackendReport> backends)
+    {
+        var text = new StringBuilder(256);
+        text.Append(CultureInfo.InvariantCulture, $"{status} {ReasonPhrases.GetReasonPhrase(status)}: {code}\n");
+        text.Append(message).Append('\n');
+        foreach (var b in backends)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"  {b.Backend}: {b.Code}: {b.Detail}\n");
+        }
+        if (hint.Length > 0)
+        {
+            text.Append(hint).Append('\n');
+        }
+        text.Append(CultureInfo.InvariantCulture, $"request id: {record.RequestId}\n");
+        return text.ToString();
+    }
+
+    private static byte[] Json(int status, string code, string message, string hint, RequestRecord record, IReadOnlyList<BackendReport> backends)
+    {
+        var buffer = new ArrayBufferWriter<byte>(512);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteString("error", code);
+            json.WriteNumber("status", status);
+            json.WriteString("message", message);
+            if (record.Route is not null)
+            {
+                json.WriteString("route", record.Route);
+            }
+            if (record.Pool is not null)
+            {
+                json.WriteString("pool", record.Pool);
+            }
+            if (backends.Count > 0)
+            {
+                json.WriteStartArray("backends");
+                foreach (var b in backends)
+                {
+                    json.WriteStartObject();
+                    json.WriteString("backend", b.Backend);
+                    json.WriteString("code", b.Code);
+                    json.WriteString("detail", b.Detail);
+                    json.WriteEndObject();
+                }
+                json.WriteEndArray();
+            }
+            if (hint.Length > 0)
+            {
+                json.WriteString("hint", hint);
+            }
+            json.WriteString("request_id", record.RequestId);
+            json.WriteEndObject();
+        }
+        buffer.Write("\n"u8);
+        return buffer.WrittenSpan.ToArray();
+    }
+}

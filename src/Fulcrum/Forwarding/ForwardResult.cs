@@ -1,0 +1,13 @@
+namespace Fulcrum.Forwarding;
+
+/// <summary>
+/// The outcome of one attempt to forward a request to one backend. Expected failures are values,
+/// not exceptions: the pipeline reads this to decide whether to try another backend and what to tell
+/// the client, and later stages (passive health, retries) read the same value.
+/// </summary>
+public readonly record struct ForwardResult(FulcrumError Error, string? Detail, int UpstreamStatus, bool RequestBodyStarted, bool ResponseStarted)
+{
+    public bool Succeeded => Error == FulcrumError.None;
+
+    public static ForwardResult Success(int status) => new(FulcrumError.None, null, status, false, true);
+}

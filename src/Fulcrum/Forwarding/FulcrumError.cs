@@ -1,0 +1,21 @@
+namespace Fulcrum.Forwarding;
+
+/// <summary>
+/// Why Fulcrum could not serve a request as the backend meant it. Each value has a stable code
+/// (<see cref="ErrorCodes"/>) sent in the <c>Fulcrum-Error</c> header and written in the access log.
+/// </summary>
+public enum FulcrumError
+{
+    None = 0,
+    NoRoute,
+    NoHealthyBackend,
+    ConnectRefused,
+    ConnectTimeout,
+    ConnectFailed,
+    ResponseTimeout,
+    IdleTimeout,
+    UpstreamReset,
+    UpstreamProtocolError,
+    BadRequest,
+    ClientAborted,
+}

@@ -1,0 +1,119 @@
+using System.Collections.Frozen;
+using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
+
+namespace Fulcrum.Forwarding;
+
+/// <summary>
+/// Which headers cross the proxy. Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection and
+/// are dropped in both directions, together with every header the <c>Connection</c> header names.
+/// Everything else is copied without validation: Kestrel and the upstream parser have already
+/// checked the syntax, and re-validating would cost time and change values.
+/// </summary>
+internal static class HeaderRules
+{
+    /// <summary>Dropped in both directions. TE is handled apart: "TE: trailers" is kept (gRPC needs it).</summary>
+    private static readonly FrozenSet<string> HopByHop = new[]
+    {
+        "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+        "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Http2-Settings",
+    }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+
+    public const string RequestIdHeader = "X-Request-Id";
+    public const string ErrorHeader = "Fulcrum-Error";
+
+    /// <summary>Copies the client's headers onto the upstream request, minus hop-by-hop ones and Host.</summary>
+    public static void CopyRequestHeaders(HttpRequest source, HttpRequestMessage destination)
+    {
+        var headers = source.Headers;
+        var connection = headers.Connection;
+        foreach (var header in headers)
+        {
+            var name = header.Key;
+            if (name.Length == 0 || name[0] == ':' || IsHopByHop(name, connection))
+            {
+                if (string.Equals(name, "TE", StringComparison.OrdinalIgnoreCase) && IsTrailersOnly(header.Value))
+                {
+                    destination.Headers.TryAddWithoutValidation("TE", "trailers");
+                }
+                continue;
+            }
+            if (string.Equals(name, "Host", StringComparison.OrdinalIgnoreCase))
+            {
+                continue; // set by the forwarder, per the pool's host_header mode
+            }
+            var values = header.Value;
+            if (!destination.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!))
+            {
+                // A content header (Content-Type, Content-Length …): it belongs on the content.
+                destination.Content?.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!);
+            }
+        }
+    }
+
+    /// <summary>Copies the backend's response headers to the client, minus hop-by-hop ones.</summary>
+    public static void CopyResponseHeaders(HttpHeaders source, IHeaderDictionary destination, StringValues connection)
+    {
+        foreach (var header in source.NonValidated)
+        {
+            var name = header.Key;
+            if (IsHopByHop(name, connection))
+            {
+                continue;
+            }
+            var values = header.Value;
+            destination[name] = values.Count == 1 ? new StringValues(values.ToString()) : new StringValues([.. values]);
+        }
+    }
+
+    /// <summary>The backend's Connection header, read without validation.</summary>
+    public static StringValues ConnectionOf(HttpResponseMessage response)
+    {
+        if (!response.Headers.NonValidated.TryGetValues("Connection", out var values))
+        {
+            return StringValues.Empty;
+        }
+        return values.Count == 1 ? new StringValues(values.ToString()) : new StringValues([.. values]);
+    }
+
+    internal static bool IsHopByHop(string name, StringValues connection)
+    {
+        if (HopByHop.Contains(name))
+        {
+            return true;
+        }
+        // Any header named in Connection is hop-by-hop too (RFC 9110 §7.6.1): "Connection: X-Secret" drops X-Secret.
+        foreach (var value in connection)
+        {
+            if (value is not null && ContainsToken(value, name))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static bool ContainsToken(string list, string token)
+    {
+        var span = list.AsSpan();
+        while (span.Length > 0)
+        {
+            var comma = span.IndexOf(',');
+            var item = (comma < 0 ? span : span[..comma]).Trim();
+            if (item.Equals(token, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+            if (comma < 0)
+            {
+                break;
+            }
+            span = span[(comma + 1)..];
+        }
+        return false;
+    }
+
+    private static bool IsTrailersOnly(StringValues values) =>
+        values.Count == 1 && string.Equals(values[0]?.Trim(), "trailers", StringComparison.OrdinalIgnoreCase);
+}

@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using System.Net;
+using Fulcrum.Configuration;
+using Fulcrum.Observability;
+using Fulcrum.Routing;
+using Fulcrum.Runtime;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Fulcrum.Forwarding;
+
+/// <summary>
+/// Sends one client request to one backend and relays the response, streaming both bodies.
+/// It never throws for an expected failure: it returns a <see cref="ForwardResult"/>.
+/// </summary>
+/// <remarks>
+/// The steps of one attempt:
+/// 1. Build the upstream message: method, the routed path re-encoded, headers minus hop-by-hop
+///    ones, Host per the pool's mode, X-Forwarded-*, X-Request-Id, and the body as a stream.
+/// 2. Send it through the pool's invoker. The connect timeout lives in the connect callback; the
+///    idle timeout covers the request body; the response timeout runs from the end of the request
+///    to the response headers.
+/// 3. On headers: copy status and headers. A streaming response (no Content-Length) has its
+///    headers flushed at once, so server-sent events and long polls are seen immediately.
+/// 4. Relay the body chunk by chunk into Kestrel's pipe, flushing each chunk as it arrives.
+/// 5. Copy trailers when the client's protocol can carry them.
+/// A failure before the response started is returned for the pipeline to answer or try another
+/// backend; a failure after it started aborts the client's connection, so a cut body is never
+/// mistaken for a complete one.
+/// </remarks>
+internal sealed class HttpForwarder
+{
+    private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
+
+    public async ValueTask<ForwardResult> SendAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record)
+    {
+        var timeouts = route.Timeouts;
+        using var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
+        var request = CreateRequest(context, route.Pool.Config, backend, timeouts, timer, record.RequestId);
+        var content = request.Content as StreamingRequestContent;
+        if (content is null)
+        {
+            timer.AwaitResponse(timeouts.Response);
+        }
+
+        HttpResponseMessage response;
+        try
+        {
+            response = await route.Pool.Invoker.SendAsync(request, timer.Token).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            record.ConnectMs = request.ConnectMilliseconds;
+            record.BytesIn += content?.BytesSent ?? 0;
+            var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content);
+            request.Dispose();
+            return new ForwardResult(error, detail, 0, content?.Started ?? false, false);
+        }
+
+        record.ConnectMs = request.ConnectMilliseconds;
+        record.TimeToFirstByteMs = record.ElapsedMs;
+        using (request)
+        using (response)
+        {
+            timer.ResponseReceived();
+            var result = await RelayResponseAsync(context, response, timer, record).ConfigureAwait(false);
+            record.BytesIn += content?.BytesSent ?? 0;
+            return result with { RequestBodyStarted = content?.Started ?? false };
+        }
+    }
+
+    private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, ForwardingTimer timer, string requestId)
+    {
+        var incoming = context.Request;
+        var uri = new Uri(backend.BaseUri + RequestTarget.PathAndQuery(incoming), in RawUri);
+        var request = new UpstreamRequest(HttpMethod.Parse(incoming.Method), uri)
+        {
+            Version = HttpVersion.Version11,
+            VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+            ConnectTimeout = timeouts.Connect,
+        };
+
+        // A body goes upstream when the client sent one (Content-Length or chunked), and an
+        // explicit "Content-Length: 0" is kept rather than dropped.
+        var canHaveBody = context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? incoming.ContentLength > 0;
+        if (canHaveBody || incoming.ContentLength == 0)
+        {
+            request.Content = new StreamingRequestContent(incoming, timer, timeouts.Response);
+        }
+
+        HeaderRules.CopyRequestHeaders(incoming, request);
+        var headers = request.Headers;
+        if (pool.HostHeader == HostHeaderMode.Preserve && incoming.Host.HasValue)
+        {
+            headers.Host = incoming.Host.Value;
+        }
+
+        var client = context.Connection.RemoteIpAddress;
+        if (client is not null)
+        {
+            if (client.IsIPv4MappedToIPv6)
+            {
+                client = client.MapToIPv4();
+            }
+            var prior = incoming.Headers["X-Forwarded-For"];
+            headers.Remove("X-Forwarded-For");
+            var clientText = client.ToString();
+            headers.TryAddWithoutValidation("X-Forwarded-For", prior.Count == 0 ? clientText : string.Join(", ", prior.ToArray()) + ", " + clientText);
+        }
+        headers.Remove("X-Forwarded-Proto");
+        headers.TryAddWithoutValidation("X-Forwarded-Proto", incoming.Scheme);
+        if (incoming.Host.HasValue)
+        {
+            headers.Remove("X-Forwarded-Host");
+            headers.TryAddWithoutValidation("X-Forwarded-Host", incoming.Host.Value);
+        }
+        if (!headers.Contains(HeaderRules.RequestIdHeader))
+        {
+            headers.TryAddWithoutValidation(HeaderRules.RequestIdHeader, requestId);
+        }
+        return request;
+    }
+
+    private static async ValueTask<ForwardResult> RelayResponseAsync(HttpContext context, HttpResponseMessage response, ForwardingTimer timer, RequestRecord record)
+    {
+        var status = (int)response.StatusCode;
+        var outgoing = context.Response;
+        outgoing.StatusCode = status;
+        var connection = HeaderRules.ConnectionOf(response);
+        HeaderRules.CopyResponseHeaders(response.Headers, outgoing.Headers, connection);
+        HeaderRules.CopyResponseHeaders(response.Content.Headers, outgoing.Headers, connection);
+        if (!outgoing.Headers.ContainsKey(HeaderRules.RequestIdHeader))
+        {
+            outgoing.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
+        }
+        var length = response.Content.Headers.ContentLength;
+        if (length is null)
+        {
+            // Streaming: send the headers now rather than with the first chunk of body.
+            outgoing.Headers.ContentLength = null;
+            try
+            {
+                await outgoing.StartAsync(timer.Token).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: true);
+                return new ForwardResult(error, detail, status, false, outgoing.HasStarted);
+            }
+        }
+
+        Stream upstream;
+        try
+        {
+            upstream = await response.Content.ReadAsStreamAsync(timer.Token).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: false);
+            return new ForwardResult(error, detail, status, false, outgoing.HasStarted);
+        }
+
+        var writer = outgoing.BodyWriter;
+        var written = 0L;
+        await using (upstream.ConfigureAwait(false))
+        {
+            while (true)
+            {
+                var memory = writer.GetMemory();
+                int read;
+                timer.Activity(WaitingOn.Backend);
+                try
+                {
+                    read = await upstream.ReadAsync(memory, timer.Token).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    record.BytesOut = written;
+                    var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: false);
+                    return new ForwardResult(error, detail, status, false, outgoing.HasStarted || written > 0);
+                }
+                if (read == 0)
+                {
+                    break;
+                }
+                writer.Advance(read);
+                written += read;
+                timer.Activity(WaitingOn.Client);
+                try
+                {
+                    var flushed = await writer.FlushAsync(timer.Token).ConfigureAwait(false);
+                    if (flushed.IsCanceled || flushed.IsCompleted)
+                    {
+                        record.BytesOut = written;
+                        return new ForwardResult(FulcrumError.ClientAborted, "the client stopped reading the response", status, false, true);
+                    }
+                }
+                catch (Exception e)
+                {
+                    record.BytesOut = written;
+                    var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: true);
+                    return new ForwardResult(error, detail, status, false, true);
+                }
+            }
+        }
+        record.BytesOut = written;
+
+        if (response.TrailingHeaders.NonValidated.Count > 0 && outgoing.SupportsTrailers())
+        {
+            foreach (var trailer in response.TrailingHeaders.NonValidated)
+            {
+                outgoing.AppendTrailer(trailer.Key, new Microsoft.Extensions.Primitives.StringValues([.. trailer.Value]));
+            }
+        }
+        return ForwardResult.Success(status);
+    }
+}

@@ -1,0 +1,108 @@
+using System.Net.Sockets;
+using Fulcrum.Configuration;
+using Microsoft.AspNetCore.Http;
+
+namespace Fulcrum.Forwarding;
+
+/// <summary>Turns what went wrong while forwarding into a <see cref="FulcrumError"/> and words a person can act on.</summary>
+internal static class UpstreamErrors
+{
+    /// <summary>A failure before response headers arrived.</summary>
+    public static (FulcrumError Error, string Detail) BeforeResponse(Exception exception, ForwardingTimer timer, StreamingRequestContent? content)
+    {
+        if (timer.ClientAborted)
+        {
+            return (FulcrumError.ClientAborted, "the client closed the connection before the response");
+        }
+        if (content?.ClientError is { } clientError)
+        {
+            return clientError is BadHttpRequestException bad
+                ? (FulcrumError.BadRequest, $"the request body is malformed: {bad.Message}")
+                : (FulcrumError.ClientAborted, $"reading the request body failed: {clientError.Message}");
+        }
+        if (Find<UpstreamConnectTimeoutException>(exception) is { } connectTimeout)
+        {
+            return (FulcrumError.ConnectTimeout, $"no connection within {Duration.Format(connectTimeout.Timeout)} (connect timeout)");
+        }
+        if (timer.TimedOut)
+        {
+            return timer.AwaitingResponse
+                ? (FulcrumError.ResponseTimeout, $"no response headers within {Duration.Format(timer.Armed)} (response timeout)")
+                : IdleTimeout(timer);
+        }
+        if (exception is HttpRequestException http)
+        {
+            switch (http.HttpRequestError)
+            {
+                case HttpRequestError.ConnectionError when Find<SocketException>(exception) is { } socket:
+                    return socket.SocketErrorCode == SocketError.ConnectionRefused
+                        ? (FulcrumError.ConnectRefused, "connection refused")
+                        : (FulcrumError.ConnectFailed, $"cannot connect: {Describe(socket.SocketErrorCode)}");
+                case HttpRequestError.ConnectionError when content is not { Started: true }:
+                    return (FulcrumError.ConnectFailed, $"cannot connect: {Innermost(exception).Message}");
+                case HttpRequestError.NameResolutionError:
+                    return (FulcrumError.ConnectFailed, $"cannot resolve the backend's host name: {Innermost(exception).Message}");
+                case HttpRequestError.InvalidResponse:
+                case HttpRequestError.ConfigurationLimitExceeded:
+                case HttpRequestError.HttpProtocolError:
+                    return (FulcrumError.UpstreamProtocolError, $"the backend sent an invalid response: {Innermost(exception).Message}");
+                case HttpRequestError.ResponseEnded:
+                    return (FulcrumError.UpstreamReset, "the backend closed the connection before sending a response");
+            }
+        }
+        return (FulcrumError.UpstreamReset, $"the connection to the backend broke: {Innermost(exception).Message}");
+    }
+
+    /// <summary>A failure while the response body was being relayed.</summary>
+    public static (FulcrumError Error, string Detail) DuringBody(Exception exception, ForwardingTimer timer, bool clientSide)
+    {
+        if (timer.ClientAborted || clientSide && !timer.TimedOut)
+        {
+            return (FulcrumError.ClientAborted, "the client closed the connection during the response");
+        }
+        if (timer.TimedOut)
+        {
+            return IdleTimeout(timer);
+        }
+        return (FulcrumError.UpstreamReset, $"the backend broke the connection in the middle of the response body: {Innermost(exception).Message}");
+    }
+
+    private static (FulcrumError, string) IdleTimeout(ForwardingTimer timer) =>
+        (FulcrumError.IdleTimeout, timer.WaitingOn == WaitingOn.Client
+            ? $"the client sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)"
+            : $"the backend sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)");
+
+    private static T? Find<T>(Exception? exception)
+        where T : Exception
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is T found)
+            {
+                return found;
+            }
+        }
+        return null;
+    }
+
+    private static Exception Innermost(Exception exception)
+    {
+        var e = exception;
+        while (e.InnerException is not null)
+        {
+            e = e.InnerException;
+        }
+        return e;
+    }
+
+    private static string Describe(SocketError error) => error switch
+    {
+        SocketError.HostUnreachable => "host unreachable",
+        SocketError.NetworkUnreachable => "network unreachable",
+        SocketError.TimedOut => "the connection attempt timed out",
+        SocketError.ConnectionReset => "connection reset",
+        SocketError.AddressNotAvailable => "address not available",
+        SocketError.HostNotFound => "host not found",
+        _ => error.ToString(),
+    };
+}

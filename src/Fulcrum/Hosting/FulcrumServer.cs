@@ -1,0 +1,207 @@
+using System.Net;
+using Fulcrum.Configuration;
+using Fulcrum.Observability;
+using Fulcrum.Runtime;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Fulcrum.Hosting;
+
+/// <summary>Options for running Fulcrum that do not come from the configuration file.</summary>
+public sealed class FulcrumServerOptions
+{
+    /// <summary>Fulcrum's own log level (the access log is separate). Defaults to Information.</summary>
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>Replaces the access log the configuration asks for (tests use this).</summary>
+    public AccessLog? AccessLog { get; init; }
+
+    public TimeProvider? TimeProvider { get; init; }
+}
+
+/// <summary>
+/// A running Fulcrum: Kestrel listeners built from the configuration, the request pipeline behind
+/// them, and the admin listener beside them. Embeddable: tests and the CLI both start it this way.
+/// </summary>
+public sealed class FulcrumServer : IAsyncDisposable
+{
+    private readonly WebApplication _proxy;
+    private readonly WebApplication? _admin;
+    private readonly Dictionary<string, ListenOptions> _listenOptions;
+    private readonly ListenOptions? _adminListen;
+    private readonly AccessLog _accessLog;
+    private int _stopped;
+
+    private FulcrumServer(WebApplication proxy, WebApplication? admin, Dictionary<string, ListenOptions> listenOptions, ListenOptions? adminListen, FulcrumRuntime runtime, AccessLog accessLog)
+    {
+        _proxy = proxy;
+        _admin = admin;
+        _listenOptions = listenOptions;
+        _adminListen = adminListen;
+        Runtime = runtime;
+        _accessLog = accessLog;
+    }
+
+    public FulcrumRuntime Runtime { get; }
+
+    /// <summary>Set once the configuration is applied and every listener is bound.</summary>
+    public bool Ready { get; private set; }
+
+    /// <summary>The address a listener actually bound (its real port when configured with port 0).</summary>
+    public IPEndPoint ListenerEndPoint(string name) =>
+        _listenOptions.TryGetValue(name, out var options) && options.IPEndPoint is { } endPoint
+            ? endPoint
+            : throw new ArgumentException($"no listener named '{name}'", nameof(name));
+
+    public IPEndPoint? AdminEndPoint => _adminListen?.IPEndPoint;
+
+    public static async Task<FulcrumServer> StartAsync(FulcrumConfig config, FulcrumServerOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new FulcrumServerOptions();
+        var runtime = new FulcrumRuntime(config, options.TimeProvider);
+        var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
+        var pipeline = new RequestPipeline(runtime, accessLog);
+
+        var listenOptions = new Dictionary<string, ListenOptions>(StringComparer.Ordinal);
+        var proxy = BuildApp(options, kestrel =>
+        {
+            foreach (var listener in config.Listeners)
+            {
+                Listen(kestrel, listener.Address, l =>
+                {
+                    // Without TLS there is no ALPN to choose a protocol per connection, so a
+                    // cleartext listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
+                    l.Protocols = listener.Protocol == ListenerConfig.H2cProtocol ? HttpProtocols.Http2 : HttpProtocols.Http1;
+                    listenOptions[listener.Name] = l;
+                });
+            }
+        });
+        proxy.Run(pipeline.InvokeAsync);
+
+        ListenOptions? adminListen = null;
+        WebApplication? admin = null;
+        if (config.Admin is { } adminConfig)
+        {
+            admin = BuildApp(options, kestrel => Listen(kestrel, adminConfig.Address, l =>
+            {
+                l.Protocols = HttpProtocols.Http1;
+                adminListen = l;
+            }));
+        }
+
+        var server = new FulcrumServer(proxy, admin, listenOptions, adminListen, runtime, accessLog);
+        admin?.Run(server.HandleAdminAsync);
+        try
+        {
+            await proxy.StartAsync(cancellationToken).ConfigureAwait(false);
+            if (admin is not null)
+            {
+                await admin.StartAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        server.Ready = true;
+        return server;
+    }
+
+    private static WebApplication BuildApp(FulcrumServerOptions options, Action<KestrelServerOptions> listen)
+    {
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.Logging.SetMinimumLevel(options.LogLevel);
+        // Fulcrum's own log goes to stderr; stdout belongs to the access log.
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        builder.WebHost.UseKestrelCore();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            // Bodies stream through; their size is the backend's business, and slowness is
+            // bounded by the idle timeout rather than by a minimum data rate.
+            kestrel.Limits.MaxRequestBodySize = null;
+            kestrel.Limits.MinRequestBodyDataRate = null;
+            kestrel.Limits.MinResponseDataRate = null;
+            listen(kestrel);
+        });
+        return builder.Build();
+    }
+
+    private static void Listen(KestrelServerOptions kestrel, HostPort address, Action<ListenOptions> configure)
+    {
+        if (address.IsAnyHost)
+        {
+            kestrel.ListenAnyIP(address.Port, l => configure(l));
+        }
+        else if (address.Ip is { } ip)
+        {
+            kestrel.Listen(ip, address.Port, l => configure(l));
+        }
+        else if (string.Equals(address.Host, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            kestrel.Listen(IPAddress.Loopback, address.Port, l => configure(l));
+        }
+        else
+        {
+            var resolved = Dns.GetHostAddresses(address.Host);
+            kestrel.Listen(resolved[0], address.Port, l => configure(l));
+        }
+    }
+
+    private Task HandleAdminAsync(HttpContext context)
+    {
+        var path = context.Request.Path.Value;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        switch (path)
+        {
+            case "/healthz":
+                return context.Response.WriteAsync("ok\n");
+            case "/readyz":
+                if (!Ready || Volatile.Read(ref _stopped) != 0)
+                {
+                    context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                    return context.Response.WriteAsync("not ready\n");
+                }
+                return context.Response.WriteAsync("ready\n");
+            default:
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+                return context.Response.WriteAsync("not found\n");
+        }
+    }
+
+    /// <summary>Stops accepting, lets requests in flight finish for up to <paramref name="drainTimeout"/>, then closes.</summary>
+    public async Task StopAsync(TimeSpan drainTimeout)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return;
+        }
+        Ready = false;
+        using var timeout = new CancellationTokenSource(drainTimeout);
+        await _proxy.StopAsync(timeout.Token).ConfigureAwait(false);
+        if (_admin is not null)
+        {
+            await _admin.StopAsync(timeout.Token).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        await _proxy.DisposeAsync().ConfigureAwait(false);
+        if (_admin is not null)
+        {
+            await _admin.DisposeAsync().ConfigureAwait(false);
+        }
+        Runtime.Dispose();
+        await _accessLog.DisposeAsync().ConfigureAwait(false);
+    }
+}

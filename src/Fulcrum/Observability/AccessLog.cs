@@ -1,0 +1,186 @@
+using System.Buffers;
+using System.Text.Json;
+using System.Threading.Channels;
+using Fulcrum.Configuration;
+using Fulcrum.Forwarding;
+using Microsoft.AspNetCore.Http;
+
+namespace Fulcrum.Observability;
+
+/// <summary>
+/// One JSON line per request, to stdout, stderr or a file. The line is serialised on the request's
+/// thread into a pooled buffer and handed to a background writer through a bounded channel, so a
+/// slow disk or a blocked pipe never slows requests: when the channel is full, lines are dropped
+/// and counted rather than waited for.
+/// </summary>
+public sealed class AccessLog : IAsyncDisposable
+{
+    private const int Capacity = 16_384;
+
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_buffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_writer;
+
+    private readonly Channel<(byte[] Buffer, int Length)>? _channel;
+    private readonly Task _pump = Task.CompletedTask;
+    private readonly Stream? _output;
+    private long _dropped;
+
+    private AccessLog(Stream? output)
+    {
+        _output = output;
+        if (output is null)
+        {
+            return;
+        }
+        _channel = Channel.CreateBounded<(byte[], int)>(new BoundedChannelOptions(Capacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.DropWrite,
+        });
+        _pump = Task.Run(PumpAsync);
+    }
+
+    /// <summary>A log that writes nothing.</summary>
+    public static AccessLog Disabled { get; } = new(null);
+
+    public bool Enabled => _channel is not null;
+
+    /// <summary>Lines dropped because the writer could not keep up.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    public static AccessLog Create(AccessLogConfig config)
+    {
+        if (!config.Enabled)
+        {
+            return Disabled;
+        }
+        var output = config.Path switch
+        {
+            AccessLogConfig.Stdout => Console.OpenStandardOutput(),
+            AccessLogConfig.Stderr => Console.OpenStandardError(),
+            var path => new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, useAsync: true),
+        };
+        return new AccessLog(output);
+    }
+
+    public void Write(HttpContext context, RequestRecord record)
+    {
+        if (_channel is null)
+        {
+            return;
+        }
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
+        buffer.ResetWrittenCount();
+        var json = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        json.Reset(buffer);
+        WriteLine(json, context, record);
+        json.Flush();
+        buffer.Write("\n"u8);
+
+        var line = ArrayPool<byte>.Shared.Rent(buffer.WrittenCount);
+        buffer.WrittenSpan.CopyTo(line);
+        if (!_channel.Writer.TryWrite((line, buffer.WrittenCount)))
+        {
+            ArrayPool<byte>.Shared.Return(line);
+            Interlocked.Increment(ref _dropped);
+        }
+    }
+
+    internal static void WriteLine(Utf8JsonWriter json, HttpContext context, RequestRecord record)
+    {
+        var request = context.Request;
+        json.WriteStartObject();
+        json.WriteString("time", record.StartTime);
+        json.WriteString("request_id", record.RequestId);
+        json.WriteString("client", context.Connection.RemoteIpAddress?.ToString());
+        json.WriteString("method", request.Method);
+        json.WriteString("host", request.Host.Value);
+        json.WriteString("path", request.Path.Value);
+        json.WriteString("protocol", request.Protocol);
+        json.WriteNumber("status", record.Status);
+        json.WriteString("route", record.Route);
+        json.WriteString("pool", record.Pool);
+        json.WriteString("backend", record.Backend);
+        json.WriteString("error", ErrorCodes.Code(record.Error));
+        WriteMs(json, "upstream_connect_ms", record.ConnectMs);
+        WriteMs(json, "ttfb_ms", record.TimeToFirstByteMs);
+        WriteMs(json, "duration_ms", record.ElapsedMs);
+        json.WriteNumber("bytes_in", record.BytesIn);
+        json.WriteNumber("bytes_out", record.BytesOut);
+        if (record.Attempts is { } attempts)
+        {
+            json.WriteStartArray("attempts");
+            foreach (var attempt in attempts)
+            {
+                json.WriteStartObject();
+                json.WriteString("backend", attempt.Backend);
+                json.WriteString("result", attempt.Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempt.Result));
+                if (attempt.Status != 0)
+                {
+                    json.WriteNumber("status", attempt.Status);
+                }
+                WriteMs(json, "duration_ms", attempt.DurationMs);
+                json.WriteEndObject();
+            }
+            json.WriteEndArray();
+        }
+        json.WriteEndObject();
+    }
+
+    private static void WriteMs(Utf8JsonWriter json, string name, double ms)
+    {
+        if (ms < 0)
+        {
+            json.WriteNull(name);
+        }
+        else
+        {
+            json.WriteNumber(name, Math.Round(ms, 3));
+        }
+    }
+
+    private async Task PumpAsync()
+    {
+        var reader = _channel!.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var item))
+                {
+                    try
+                    {
+                        await _output!.WriteAsync(item.Buffer.AsMemory(0, item.Length)).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(item.Buffer);
+                    }
+                }
+                // Flush once per burst, not once per line.
+                await _output!.FlushAsync().ConfigureAwait(false);
+            }
+        }
+        catch (IOException)
+        {
+            // The output went away (a closed pipe): stop logging rather than take the process down.
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_channel is null)
+        {
+            return;
+        }
+        _channel.Writer.TryComplete();
+        await _pump.ConfigureAwait(false);
+        if (_output is FileStream)
+        {
+            await _output.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}

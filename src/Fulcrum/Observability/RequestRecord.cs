@@ -1,0 +1,53 @@
+using System.Diagnostics;
+using Fulcrum.Forwarding;
+
+namespace Fulcrum.Observability;
+
+/// <summary>
+/// What happened to one client request, filled in as it flows and written as one access log line.
+/// </summary>
+public sealed class RequestRecord
+{
+    public RequestRecord(string requestId)
+    {
+        RequestId = requestId;
+        StartTime = DateTimeOffset.UtcNow;
+        StartTimestamp = Stopwatch.GetTimestamp();
+    }
+
+    public string RequestId { get; }
+
+    public DateTimeOffset StartTime { get; }
+
+    public long StartTimestamp { get; }
+
+    public string? Route { get; set; }
+
+    public string? Pool { get; set; }
+
+    /// <summary>The backend that produced the final response, or the last one tried.</summary>
+    public string? Backend { get; set; }
+
+    public int Status { get; set; }
+
+    public FulcrumError Error { get; set; }
+
+    /// <summary>Milliseconds to connect to the backend; -1 when a pooled connection was reused.</summary>
+    public double ConnectMs { get; set; } = -1;
+
+    /// <summary>Milliseconds from the start of the request to the backend's response headers; -1 when none came.</summary>
+    public double TimeToFirstByteMs { get; set; } = -1;
+
+    public long BytesIn { get; set; }
+
+    public long BytesOut { get; set; }
+
+    public List<AttemptRecord>? Attempts { get; private set; }
+
+    public double ElapsedMs => Stopwatch.GetElapsedTime(StartTimestamp).TotalMilliseconds;
+
+    public void AddAttempt(AttemptRecord attempt) => (Attempts ??= new List<AttemptRecord>(2)).Add(attempt);
+}
+
+/// <summary>One try of one backend: who, how it ended, and how long it took.</summary>
+public readonly record struct AttemptRecord(string Backend, FulcrumError Result, string? Detail, int Status, double DurationMs);

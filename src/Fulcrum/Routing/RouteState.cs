@@ -1,0 +1,93 @@
+using Fulcrum.Configuration;
+using Fulcrum.Runtime;
+using Microsoft.AspNetCore.Http;
+
+namespace Fulcrum.Routing;
+
+/// <summary>A compiled route: its match rules in a form cheap to test, its pool and its resolved timeouts.</summary>
+public sealed class RouteState
+{
+    private readonly string[] _methods;
+    private readonly HeaderMatchConfig[] _headers;
+
+    internal RouteState(RouteConfig config, int order, PoolState pool)
+    {
+        Config = config;
+        Order = order;
+        Pool = pool;
+        _methods = [.. config.Match.Methods];
+        _headers = [.. config.Match.Headers];
+        Timeouts = ResolvedTimeouts.Resolve(config.Timeouts, pool.Config.Timeouts);
+    }
+
+    public RouteConfig Config { get; }
+
+    public string Name => Config.Name;
+
+    /// <summary>Position in the file; the tie-breaker between equally specific routes.</summary>
+    public int Order { get; }
+
+    public PoolState Pool { get; }
+
+    public ResolvedTimeouts Timeouts { get; }
+
+    /// <summary>Tests everything but the host, which the table has already matched.</summary>
+    public bool MatchesRequest(string path, string method, IHeaderDictionary headers) =>
+        MatchesPath(path) && MatchesMethod(method) && MatchesHeaders(headers);
+
+    internal bool MatchesPath(string path)
+    {
+        var match = Config.Match;
+        if (match.Path is { } exact)
+        {
+            return string.Equals(path, exact, StringComparison.Ordinal);
+        }
+        return match.PathPrefix is not { } prefix || path.StartsWith(prefix, StringComparison.Ordinal);
+    }
+
+    internal bool MatchesMethod(string method)
+    {
+        if (_methods.Length == 0)
+        {
+            return true;
+        }
+        foreach (var m in _methods)
+        {
+            if (string.Equals(m, method, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    internal bool MatchesHeaders(IHeaderDictionary headers)
+    {
+        foreach (var rule in _headers)
+        {
+            if (!headers.TryGetValue(rule.Name, out var values) || values.Count == 0)
+            {
+                return false;
+            }
+            if (rule.Value is { } expected)
+            {
+                var found = false;
+                foreach (var value in values)
+                {
+                    if (string.Equals(value, expected, StringComparison.OrdinalIgnoreCase))
+                    {
+                        found = true;
+                        break;
+                    }
+                }
+                if (!found)
+                {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
+    public override string ToString() => Name;
+}
