@@ -3,11 +3,14 @@ using Fulcrum.Runtime;
 namespace Fulcrum.Balancing;
 
 /// <summary>
-/// The backend with the fewest requests in flight relative to its weight. Ties are broken by a
-/// rotating starting point, so idle backends take turns instead of the first one taking all.
+/// The backend with the fewest requests in flight relative to its weight. Backends that tie (all
+/// idle, say) share the traffic by a draw in proportion to their weights, so sequential traffic
+/// still follows the weights instead of landing on the first or the heaviest backend every time.
 /// </summary>
 internal sealed class LeastRequestsPolicy : IBalancingPolicy
 {
+    private const int MaxStackCandidates = 256;
+
     public string Name => BalancingPolicies.LeastRequests;
 
     public BackendState Pick(PoolState pool, ReadOnlySpan<BackendState> candidates)
@@ -16,16 +19,42 @@ internal sealed class LeastRequestsPolicy : IBalancingPolicy
         {
             return candidates[0];
         }
-        var start = (int)((uint)pool.NextTieBreak() % (uint)candidates.Length);
-        var best = candidates[start];
+        var best = candidates[0];
         for (var i = 1; i < candidates.Length; i++)
         {
-            var candidate = candidates[(start + i) % candidates.Length];
-            if (LoadComparer.IsLessLoaded(candidate, best))
+            if (LoadComparer.IsLessLoaded(candidates[i], best))
             {
-                best = candidate;
+                best = candidates[i];
             }
         }
-        return best;
+
+        // Collect every candidate as loaded as the best, then draw among them by weight.
+        Span<int> tied = candidates.Length <= MaxStackCandidates ? stackalloc int[candidates.Length] : new int[candidates.Length];
+        var count = 0;
+        var total = 0L;
+        for (var i = 0; i < candidates.Length; i++)
+        {
+            if (!LoadComparer.IsLessLoaded(best, candidates[i]))
+            {
+                tied[count++] = i;
+                total += candidates[i].Weight;
+            }
+        }
+        if (count == 1)
+        {
+            return best;
+        }
+#pragma warning disable CA5394 // balancing needs spread, not unpredictability
+        var r = Random.Shared.NextInt64(total);
+#pragma warning restore CA5394
+        for (var i = 0; i < count; i++)
+        {
+            r -= candidates[tied[i]].Weight;
+            if (r < 0)
+            {
+                return candidates[tied[i]];
+            }
+        }
+        return candidates[tied[count - 1]];
     }
 }

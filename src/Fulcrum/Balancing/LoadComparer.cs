@@ -6,10 +6,11 @@ namespace Fulcrum.Balancing;
 internal static class LoadComparer
 {
     /// <summary>
-    /// True when <paramref name="a"/> would be less loaded than <paramref name="b"/> after taking
-    /// one more request: (inFlightA + 1) / weightA &lt; (inFlightB + 1) / weightB.
-    /// The +1 makes weights matter even when both are idle.
+    /// True when <paramref name="a"/> carries strictly less load per unit of weight than
+    /// <paramref name="b"/>: inFlightA / weightA &lt; inFlightB / weightB. Idle backends tie, and
+    /// the caller breaks ties by a weighted draw, so at low load traffic follows the weights and
+    /// at high load it follows the free capacity.
     /// </summary>
     public static bool IsLessLoaded(BackendState a, BackendState b) =>
-        (a.InFlight + 1L) * b.Weight < (b.InFlight + 1L) * a.Weight;
+        (long)a.InFlight * b.Weight < (long)b.InFlight * a.Weight;
 }

@@ -92,7 +92,8 @@ public static class ConfigLoader
         top.Locate(config, "routes", "routes");
         top.Locate(config, "pools", "pools");
 
-        context.Errors.AddRange(ConfigValidator.Validate(config, context.Map));
+        var declared = TopKeys.Where(k => top.Value(k) is YamlSequenceNode { Children.Count: > 0 }).ToHashSet(StringComparer.Ordinal);
+        context.Errors.AddRange(ConfigValidator.Validate(config, context.Map, declared));
         context.Errors.Sort((a, b) => a.Line != b.Line ? a.Line.CompareTo(b.Line) : a.Column.CompareTo(b.Column));
         return new ConfigLoadResult(context.Errors.Count == 0 ? config : null, context.Errors, context.Map);
     }
@@ -245,6 +246,10 @@ public static class ConfigLoader
         map.LocateSelf(pool);
         map.Locate(pool, "name", "name");
         map.Locate(pool, "backends", "backends");
+        if (items.Count > 0)
+        {
+            map.DeclareItems(pool, "backends");
+        }
         return pool;
     }
 

@@ -15,6 +15,13 @@ public sealed class ConfigSourceMap
 
     public string File { get; }
 
+    private readonly HashSet<Key> _declaredItems = new();
+
+    /// <summary>Records that a list field had items in the file, whether or not they parsed.</summary>
+    internal void DeclareItems(object owner, string field) => _declaredItems.Add(new Key(owner, field));
+
+    internal bool HasDeclaredItems(object owner, string field) => _declaredItems.Contains(new Key(owner, field));
+
     internal void Set(object owner, string field, int line, int column) => _locations[new Key(owner, field)] = (line, column);
 
     /// <summary>The location of <paramref name="field"/> of <paramref name="owner"/>, else of the owner, else the file's start.</summary>

@@ -6,11 +6,17 @@ namespace Fulcrum.Configuration;
 /// </summary>
 public static class ConfigValidator
 {
-    public static IReadOnlyList<ConfigError> Validate(FulcrumConfig config, ConfigSourceMap map)
+    /// <param name="config">The configuration to check.</param>
+    /// <param name="map">Where its parts were written.</param>
+    /// <param name="declared">
+    /// The top-level lists the file had items in, even ones that failed to parse; an empty-list
+    /// error for those would only repeat the parse error. Null when the config was built in code.
+    /// </param>
+    public static IReadOnlyList<ConfigError> Validate(FulcrumConfig config, ConfigSourceMap map, IReadOnlySet<string>? declared = null)
     {
         var errors = new List<ConfigError>();
 
-        if (config.Listeners.Count == 0)
+        if (config.Listeners.Count == 0 && declared?.Contains("listeners") != true)
         {
             errors.Add(map.Error(config, "listeners", "no listeners: add at least one, like '- { name: web, address: 127.0.0.1:8080 }' under listeners"));
         }
@@ -28,7 +34,7 @@ public static class ConfigValidator
             errors.Add(map.Error(admin, "address", $"admin.address {admin.Address} is already used by listener '{clash.Name}'"));
         }
 
-        if (config.Routes.Count == 0)
+        if (config.Routes.Count == 0 && declared?.Contains("routes") != true)
         {
             errors.Add(map.Error(config, "routes", "no routes: every request would get 404 no_route; add a route that sends traffic to a pool"));
         }
@@ -48,7 +54,7 @@ public static class ConfigValidator
 
         foreach (var pool in config.Pools)
         {
-            if (pool.Backends.Count == 0)
+            if (pool.Backends.Count == 0 && !map.HasDeclaredItems(pool, "backends"))
             {
                 errors.Add(map.Error(pool, "backends", $"pool '{pool.Name}' has no backends; list at least one under backends"));
             }

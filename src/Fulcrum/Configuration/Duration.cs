@@ -52,6 +52,9 @@ public static class Duration
                 case "m": ms = number * 60_000; break;
                 case "h": ms = number * 3_600_000; break;
                 case "d": ms = number * 86_400_000; break;
+                case "" when i < s.Length:
+                    error = $"'{text}' is not a duration; write it like 250ms, 10s, 5m or 1h";
+                    return false;
                 case "":
                     error = $"'{text}' has no unit; write it like {s}s or {s}ms";
                     return false;

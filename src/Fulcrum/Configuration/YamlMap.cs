@@ -51,6 +51,8 @@ internal sealed class YamlMap
         }
     }
 
+    public void DeclareItems(object owner, string field) => _context.Map.DeclareItems(owner, field);
+
     public void Error(YamlNode node, string message) => _context.Error(node, message);
 
     public void Locate(object owner, YamlNode node) => _context.Map.Set(owner, "", (int)node.Start.Line, (int)node.Start.Column);

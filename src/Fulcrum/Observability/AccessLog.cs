@@ -51,6 +51,9 @@ public sealed class AccessLog : IAsyncDisposable
     /// <summary>Lines dropped because the writer could not keep up.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
+    /// <summary>A log that writes its lines to <paramref name="output"/> (tests, embedding apps).</summary>
+    public static AccessLog ToStream(Stream output) => new(output);
+
     public static AccessLog Create(AccessLogConfig config)
     {
         if (!config.Enabled)

@@ -1,0 +1,85 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Fulcrum.Tests.TestSupport;
+
+/// <summary>What a test backend saw of one request.</summary>
+public sealed record SeenRequest(string Method, string PathAndQuery, IReadOnlyDictionary<string, string> Headers, string Protocol);
+
+/// <summary>
+/// A real Kestrel backend on 127.0.0.1, port 0. It records every request it gets; by default it
+/// answers 200 with its name, and a test may give it any handler.
+/// </summary>
+public sealed class TestBackend : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly ConcurrentQueue<SeenRequest> _seen = new();
+    private int _count;
+
+    private TestBackend(string name, WebApplication app)
+    {
+        Name = name;
+        _app = app;
+    }
+
+    public string Name { get; }
+
+    public int Port { get; private set; }
+
+    public string Address => $"127.0.0.1:{Port}";
+
+    public int Count => Volatile.Read(ref _count);
+
+    public IReadOnlyCollection<SeenRequest> Seen => _seen;
+
+    public SeenRequest Last => _seen.Last();
+
+    public static async Task<TestBackend> StartAsync(string name = "backend", RequestDelegate? handler = null, int port = 0)
+    {
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.Logging.SetMinimumLevel(LogLevel.Critical);
+        builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = null;
+            k.Listen(IPAddress.Loopback, port, l => l.Protocols = HttpProtocols.Http1);
+        });
+        var app = builder.Build();
+        var backend = new TestBackend(name, app);
+        handler ??= async context => await context.Response.WriteAsync(name);
+        app.Run(async context =>
+        {
+            var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            foreach (var h in context.Request.Headers)
+            {
+                headers[h.Key] = h.Value.ToString();
+            }
+            backend._seen.Enqueue(new SeenRequest(context.Request.Method, context.Request.Path + context.Request.QueryString, headers, context.Request.Protocol));
+            Interlocked.Increment(ref backend._count);
+            await handler(context);
+        });
+        await app.StartAsync();
+        backend.Port = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()).Port;
+        return backend;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        try
+        {
+            await _app.StopAsync(stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,77 @@
+using System.Net;
+using Fulcrum.Configuration;
+using Fulcrum.Hosting;
+using Fulcrum.Observability;
+using Microsoft.Extensions.Logging;
+
+namespace Fulcrum.Tests.TestSupport;
+
+/// <summary>A real Fulcrum on 127.0.0.1 port 0, started from YAML, with its access log captured.</summary>
+public sealed class TestProxy : IAsyncDisposable
+{
+    private TestProxy(FulcrumServer server, LogSink log)
+    {
+        Server = server;
+        Log = log;
+        var endPoint = server.ListenerEndPoint("web");
+        BaseUri = new Uri($"http://{endPoint}");
+        Client = new HttpClient(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, UseCookies = false })
+        {
+            BaseAddress = BaseUri,
+            Timeout = TimeSpan.FromSeconds(60),
+        };
+    }
+
+    public FulcrumServer Server { get; }
+
+    public LogSink Log { get; }
+
+    public Uri BaseUri { get; }
+
+    public IPEndPoint EndPoint => Server.ListenerEndPoint("web");
+
+    public HttpClient Client { get; }
+
+    /// <summary>
+    /// Starts Fulcrum with <paramref name="poolsAndRoutes"/> (YAML for routes and pools) behind a
+    /// listener named "web" on port 0.
+    /// </summary>
+    public static async Task<TestProxy> StartAsync(string poolsAndRoutes, string listenerProtocol = "http")
+    {
+        var yaml = $"""
+            listeners:
+              - name: web
+                address: 127.0.0.1:0
+                protocol: {listenerProtocol}
+            {poolsAndRoutes}
+            """;
+        var loaded = ConfigLoader.LoadText(yaml, "test.yaml");
+        Assert.True(loaded.Success, string.Join("\n", loaded.Errors) + "\n" + yaml);
+        var log = new LogSink();
+        var server = await FulcrumServer.StartAsync(loaded.Config!, new FulcrumServerOptions { AccessLog = AccessLog.ToStream(log), LogLevel = LogLevel.Warning });
+        return new TestProxy(server, log);
+    }
+
+    /// <summary>One route "main" for every request to one pool "main" over the given backends.</summary>
+    public static Task<TestProxy> StartAsync(string balancing, params TestBackend[] backends) =>
+        StartAsync(SinglePool(balancing, backends.Select(b => $"{{ address: {b.Address}, name: {b.Name} }}").ToArray()));
+
+    public static string SinglePool(string balancing, string[] backends, string routeExtra = "", string poolExtra = "") => $"""
+        routes:
+          - name: main
+            pool: main
+        {routeExtra}
+        pools:
+          - name: main
+            balancing: {balancing}
+        {poolExtra}
+            backends:
+        {string.Join("\n", backends.Select(b => "      - " + b))}
+        """;
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Server.DisposeAsync();
+    }
+}
