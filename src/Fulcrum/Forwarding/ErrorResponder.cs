@@ -28,7 +28,7 @@ internal static class ErrorResponder
         response.Headers[HeaderRules.ErrorHeader] = code;
         response.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
         response.Headers.CacheControl = "no-store";
-        if (error == FulcrumError.BadRequest)
+        if (error is FulcrumError.BadRequest or FulcrumError.ClientTimeout)
         {
             // The framing of this connection can no longer be trusted: answer and close it.
             response.Headers.Connection = "close";
@@ -62,6 +62,7 @@ internal static class ErrorResponder
         FulcrumError.IdleTimeout => "No bytes moved for longer than timeouts.idle: raise it for routes that are quiet for long (long polls, slow uploads).",
         FulcrumError.UpstreamReset => "The backend closed or reset the connection: look in its logs for a crash, restart or request size limit.",
         FulcrumError.UpstreamProtocolError => "The backend's answer is not valid HTTP/1.1: check that the address points at an HTTP server (not TLS or another protocol).",
+        FulcrumError.ClientTimeout => "The client stopped sending its request for longer than timeouts.idle; raise it for routes with slow uploads.",
         FulcrumError.BadRequest => "The request is malformed and was refused before reaching any backend; fix the client.",
         _ => "",
     };

@@ -14,6 +14,7 @@ public enum FulcrumError
     ConnectFailed,
     ResponseTimeout,
     IdleTimeout,
+    ClientTimeout,
     UpstreamReset,
     UpstreamProtocolError,
     BadRequest,

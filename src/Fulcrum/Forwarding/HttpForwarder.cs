@@ -136,11 +136,13 @@ internal sealed class HttpForwarder
         var length = response.Content.Headers.ContentLength;
         if (length is null)
         {
-            // Streaming: send the headers now rather than with the first chunk of body.
-            outgoing.Headers.ContentLength = null;
+            // Streaming: send the headers now rather than with the first chunk of body, so a
+            // client of a long poll or an event stream sees them at once. Kestrel's StartAsync
+            // only queues chunked headers; the flush puts them on the wire.
             try
             {
                 await outgoing.StartAsync(timer.Token).ConfigureAwait(false);
+                await outgoing.BodyWriter.FlushAsync(timer.Token).ConfigureAwait(false);
             }
             catch (Exception e)
             {

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Microsoft.AspNetCore.Http;
 
 namespace Fulcrum.Forwarding;
@@ -9,13 +10,29 @@ namespace Fulcrum.Forwarding;
 /// lets through: several Transfer-Encoding values ("chunked, chunked", "gzip, chunked" or the
 /// header twice), Transfer-Encoding in HTTP/1.0, and Transfer-Encoding with Content-Length
 /// together. Kestrel hides the last case by renaming Content-Length to X-Content-Length, so that
-/// is what is looked for.
+/// is what is looked for. It also refuses control characters in header values (RFC 9110 §5.5:
+/// only HTAB is allowed); Kestrel refuses CR, LF and NUL but passes the others on.
 /// </summary>
 internal static class RequestGuard
 {
+    private static readonly SearchValues<char> ControlCharacters = SearchValues.Create(
+        "\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\u0008\u000a\u000b\u000c\u000d\u000e\u000f" +
+        "\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d\u001e\u001f\u007f");
+
     /// <summary>Why the request must be refused with 400 and a closed connection, or null when it may go on.</summary>
     public static string? Check(HttpRequest request)
     {
+        foreach (var header in request.Headers)
+        {
+            foreach (var value in header.Value)
+            {
+                if (value is not null && value.AsSpan().ContainsAny(ControlCharacters))
+                {
+                    return $"the value of header '{header.Key}' holds a control character";
+                }
+            }
+        }
+
         var transferEncoding = request.Headers.TransferEncoding;
         if (transferEncoding.Count == 0)
         {

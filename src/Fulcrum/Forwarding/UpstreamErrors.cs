@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Fulcrum.Configuration;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http;
 
 namespace Fulcrum.Forwarding;
@@ -14,21 +15,24 @@ internal static class UpstreamErrors
         {
             return (FulcrumError.ClientAborted, "the client closed the connection before the response");
         }
-        if (content?.ClientError is { } clientError)
-        {
-            return clientError is BadHttpRequestException bad
-                ? (FulcrumError.BadRequest, $"the request body is malformed: {bad.Message}")
-                : (FulcrumError.ClientAborted, $"reading the request body failed: {clientError.Message}");
-        }
-        if (Find<UpstreamConnectTimeoutException>(exception) is { } connectTimeout)
-        {
-            return (FulcrumError.ConnectTimeout, $"no connection within {Duration.Format(connectTimeout.Timeout)} (connect timeout)");
-        }
         if (timer.TimedOut)
         {
             return timer.AwaitingResponse
                 ? (FulcrumError.ResponseTimeout, $"no response headers within {Duration.Format(timer.Armed)} (response timeout)")
                 : IdleTimeout(timer);
+        }
+        if (content?.ClientError is { } clientError)
+        {
+            // Kestrel reports a body that breaks its framing as BadHttpRequestException or, for
+            // some chunk-size errors, a plain IOException; a client that went away shows up as a
+            // reset or a cancellation.
+            return clientError is ConnectionResetException or OperationCanceledException
+                ? (FulcrumError.ClientAborted, $"the client went away while sending the request body: {clientError.Message}")
+                : (FulcrumError.BadRequest, $"the request body is malformed: {clientError.Message}");
+        }
+        if (Find<UpstreamConnectTimeoutException>(exception) is { } connectTimeout)
+        {
+            return (FulcrumError.ConnectTimeout, $"no connection within {Duration.Format(connectTimeout.Timeout)} (connect timeout)");
         }
         if (exception is HttpRequestException http)
         {
@@ -67,10 +71,9 @@ internal static class UpstreamErrors
         return (FulcrumError.UpstreamReset, $"the backend broke the connection in the middle of the response body: {Innermost(exception).Message}");
     }
 
-    private static (FulcrumError, string) IdleTimeout(ForwardingTimer timer) =>
-        (FulcrumError.IdleTimeout, timer.WaitingOn == WaitingOn.Client
-            ? $"the client sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)"
-            : $"the backend sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)");
+    private static (FulcrumError, string) IdleTimeout(ForwardingTimer timer) => timer.WaitingOn == WaitingOn.Client
+        ? (FulcrumError.ClientTimeout, $"the client sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)")
+        : (FulcrumError.IdleTimeout, $"the backend sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)");
 
     private static T? Find<T>(Exception? exception)
         where T : Exception

@@ -114,6 +114,10 @@ public sealed class FulcrumServer : IAsyncDisposable
 
     private static WebApplication BuildApp(FulcrumServerOptions options, Action<KestrelServerOptions> listen)
     {
+        // Refuse a bare LF as a line ending in request heads. Kestrel accepts one by default, so
+        // "X-A: x\nContent-Length: 5" would be two headers here and one to a front proxy that
+        // reads LF as part of the value: a framing disagreement smugglers use (RFC 9112 §2.2).
+        AppContext.SetSwitch("Microsoft.AspNetCore.Server.Kestrel.DisableHttp1LineFeedTerminators", true);
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.SetMinimumLevel(options.LogLevel);
         // Fulcrum's own log goes to stderr; stdout belongs to the access log.

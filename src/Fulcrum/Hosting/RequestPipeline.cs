@@ -153,6 +153,7 @@ internal sealed class RequestPipeline
                 $"Fulcrum could not connect to the backend of pool '{pool.Name}' (route '{route}').",
             FulcrumError.ResponseTimeout => $"The backend of pool '{pool.Name}' (route '{route}') did not answer in time.",
             FulcrumError.IdleTimeout => $"The exchange with pool '{pool.Name}' (route '{route}') went idle.",
+            FulcrumError.ClientTimeout => "The client stopped sending its request.",
             FulcrumError.BadRequest => "The request body is malformed.",
             _ => $"The backend of pool '{pool.Name}' (route '{route}') broke the exchange.",
         };
