@@ -1,0 +1,146 @@
+using System.Net;
+using Fulcrum.Tests.TestSupport;
+
+namespace Fulcrum.Tests.Cli;
+
+/// <summary>The fulcrum command as a real process: check, run, demo, version, signals.</summary>
+public class CliTests
+{
+    private static string WriteConfig(string yaml)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"fulcrum-test-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    [Fact]
+    public async Task Check_ValidFile_Exits0()
+    {
+        var path = WriteConfig("""
+            listeners: [{ name: web, address: 127.0.0.1:8080 }]
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [127.0.0.1:9000, 127.0.0.1:9001] }]
+            """);
+        var (code, stdout, _) = await FulcrumProcess.RunAsync("check", "--config", path);
+        Assert.Equal(0, code);
+        Assert.Contains("configuration is valid (1 listener(s), 1 route(s), 1 pool(s), 2 backend(s))", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_InvalidFile_Exits1_ListingEveryErrorWithLineAndColumn()
+    {
+        var path = WriteConfig("""
+            listeners: [{ name: web, address: 127.0.0.1 }]
+            routes: [{ name: r, pool: nope }]
+            pools: [{ name: p, balancing: fastest, backends: [127.0.0.1:9000] }]
+            """);
+        var (code, _, stderr) = await FulcrumProcess.RunAsync("check", "-c", path);
+        Assert.Equal(1, code);
+        Assert.Contains($"{path}:1:35: listeners[0].address: '127.0.0.1' has no port", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{path}:2:27: route 'r' sends traffic to pool 'nope', which does not exist", stderr, StringComparison.Ordinal);
+        Assert.Contains($"{path}:3:31: pools[0].balancing: unknown value 'fastest'", stderr, StringComparison.Ordinal);
+        Assert.Contains("3 error(s)", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Check_NoConfigOption_ExitsNonZeroWithUsage()
+    {
+        var (code, _, stderr) = await FulcrumProcess.RunAsync("check");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--config", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Version_PrintsIt()
+    {
+        var (code, stdout, _) = await FulcrumProcess.RunAsync("version");
+        Assert.Equal(0, code);
+        Assert.StartsWith("fulcrum 0.1.0", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Run_InvalidFile_DoesNotStart()
+    {
+        var path = WriteConfig("listeners: []\nroutes: []\n");
+        var (code, _, stderr) = await FulcrumProcess.RunAsync("run", "-c", path);
+        Assert.Equal(1, code);
+        Assert.Contains("not starting", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Run_ServesTraffic_AndSigtermStopsItCleanly()
+    {
+        await using var backend = await TestBackend.StartAsync("b1");
+        var port = Ports.Unused();
+        var path = WriteConfig($"""
+            listeners: [{"{"} name: web, address: 127.0.0.1:{port} {"}"}]
+            routes: [{"{"} name: r, pool: p {"}"}]
+            pools: [{"{"} name: p, backends: [{backend.Address}] {"}"}]
+            """);
+        using var process = FulcrumProcess.Start("run", "-c", path);
+        await process.WaitForStderrAsync($"listener 'web' on http://127.0.0.1:{port}");
+        using var client = new HttpClient();
+        Assert.Equal("b1", await client.GetStringAsync($"http://127.0.0.1:{port}/hello"));
+
+        process.Signal(15); // SIGTERM
+        Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("SIGTERM received", process.Stderr, StringComparison.Ordinal);
+        Assert.Contains("stopped", process.Stderr, StringComparison.Ordinal);
+        // The access log went to stdout, one JSON line per request.
+        Assert.Contains("\"path\":\"/hello\"", process.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Run_PortInUse_ExitsWithAClearError()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var path = WriteConfig($"""
+            listeners: [{"{"} name: web, address: 127.0.0.1:{port} {"}"}]
+            routes: [{"{"} name: r, pool: p {"}"}]
+            pools: [{"{"} name: p, backends: [127.0.0.1:9] {"}"}]
+            """);
+        var (code, _, stderr) = await FulcrumProcess.RunAsync("run", "-c", path);
+        Assert.Equal(1, code);
+        Assert.Contains("cannot start", stderr, StringComparison.Ordinal);
+        Assert.Contains(port.ToString(System.Globalization.CultureInfo.InvariantCulture), stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Demo_ServesThreeBackends_ExplainsAnError_AndCtrlCStopsIt()
+    {
+        var port = Ports.Unused();
+        using var process = FulcrumProcess.Start("demo", "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await process.WaitForStderrAsync("Ctrl-C stops");
+        var url = $"http://127.0.0.1:{port}";
+        Assert.Contains($"curl {url}/", process.Stderr, StringComparison.Ordinal);
+
+        using var client = new HttpClient();
+        var seen = new HashSet<string>();
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await client.GetAsync(url + "/");
+            seen.Add(response.Headers.GetValues("X-Backend").Single());
+        }
+        Assert.Equal(["demo-1", "demo-2", "demo-3"], seen.Order());
+
+        Assert.Equal("ready\n", await client.GetStringAsync(url + "/health/ready"));
+        Assert.Contains("answered after 10 ms", await client.GetStringAsync(url + "/slow?ms=10"), StringComparison.Ordinal);
+
+        using (var events = await client.GetAsync(url + "/events", HttpCompletionOption.ResponseHeadersRead))
+        {
+            using var reader = new StreamReader(await events.Content.ReadAsStreamAsync());
+            Assert.Equal("id: 1", await reader.ReadLineAsync());
+        }
+
+        using (var broken = await client.GetAsync(url + "/broken/"))
+        {
+            Assert.Equal(HttpStatusCode.BadGateway, broken.StatusCode);
+            Assert.Equal("connect_refused", broken.Headers.GetValues("Fulcrum-Error").Single());
+        }
+
+        process.Signal(2); // SIGINT, as Ctrl-C
+        Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+}
