@@ -20,6 +20,7 @@ public static class ErrorCodes
         FulcrumError.UpstreamReset => "upstream_reset",
         FulcrumError.UpstreamProtocolError => "upstream_protocol_error",
         FulcrumError.BadRequest => "bad_request",
+        FulcrumError.UnsupportedTransferEncoding => "unsupported_transfer_encoding",
         FulcrumError.ClientAborted => "client_aborted",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
@@ -38,6 +39,8 @@ public static class ErrorCodes
         FulcrumError.UpstreamReset => 502,
         FulcrumError.UpstreamProtocolError => 502,
         FulcrumError.BadRequest => 400,
+        // RFC 9112 §6.1: a transfer coding the server does not implement gets 501, as nginx does.
+        FulcrumError.UnsupportedTransferEncoding => 501,
         // Never sent (the client is gone); logged as nginx does.
         FulcrumError.ClientAborted => 499,
         _ => 500,

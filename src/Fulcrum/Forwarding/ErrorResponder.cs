@@ -18,17 +18,18 @@ public readonly record struct BackendReport(string Backend, string Code, string 
 /// </summary>
 internal static class ErrorResponder
 {
-    public static Task WriteAsync(HttpContext context, FulcrumError error, RequestRecord record, string message, IReadOnlyList<BackendReport> backends)
+    public static async Task WriteAsync(HttpContext context, FulcrumError error, RequestRecord record, string message, IReadOnlyList<BackendReport> backends)
     {
         var response = context.Response;
         var status = ErrorCodes.Status(error);
         var code = ErrorCodes.Code(error);
+        var closeAfter = error is FulcrumError.BadRequest or FulcrumError.ClientTimeout or FulcrumError.UnsupportedTransferEncoding;
         response.Clear();
         response.StatusCode = status;
         response.Headers[HeaderRules.ErrorHeader] = code;
         response.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
         response.Headers.CacheControl = "no-store";
-        if (error is FulcrumError.BadRequest or FulcrumError.ClientTimeout)
+        if (closeAfter)
         {
             // The framing of this connection can no longer be trusted: answer and close it.
             response.Headers.Connection = "close";
@@ -48,7 +49,53 @@ internal static class ErrorResponder
         }
         response.ContentLength = body.Length;
         record.BytesOut = body.Length;
-        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(body, 0, body.Length, context.RequestAborted);
+        if (!HttpMethods.IsHead(context.Request.Method))
+        {
+            await response.Body.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
+        }
+        if (closeAfter)
+        {
+            await LingeringCloseAsync(context).ConfigureAwait(false);
+        }
+    }
+
+    private const int LingerBytes = 1 << 20;
+    private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// After refusing a request, read and discard what is left of its body for a moment, as
+    /// nginx's lingering close does. Kestrel closes a "Connection: close" response promptly only
+    /// once the body is consumed, and closing on unread data makes the kernel send a reset that
+    /// can destroy the answer before the client reads it. A body that outlasts the budget is cut.
+    /// </summary>
+    private static async Task LingeringCloseAsync(HttpContext context)
+    {
+        try
+        {
+            await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
+            using var deadline = new CancellationTokenSource(LingerTime);
+            var buffer = new byte[16 * 1024];
+            var total = 0L;
+            int read;
+            while ((read = await context.Request.Body.ReadAsync(buffer, deadline.Token).ConfigureAwait(false)) > 0)
+            {
+                total += read;
+                if (total > LingerBytes)
+                {
+                    context.Abort();
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The client kept the connection open without finishing its body: cut it.
+            context.Abort();
+        }
+        catch (Exception e) when (e is IOException or BadHttpRequestException or InvalidOperationException)
+        {
+            // The body cannot be read (malformed, or the client left): Kestrel closes the connection itself.
+        }
     }
 
     internal static string Hint(FulcrumError error) => error switch
@@ -63,6 +110,7 @@ internal static class ErrorResponder
         FulcrumError.UpstreamReset => "The backend closed or reset the connection: look in its logs for a crash, restart or request size limit.",
         FulcrumError.UpstreamProtocolError => "The backend's answer is not valid HTTP/1.1: check that the address points at an HTTP server (not TLS or another protocol).",
         FulcrumError.ClientTimeout => "The client stopped sending its request for longer than timeouts.idle; raise it for routes with slow uploads.",
+        FulcrumError.UnsupportedTransferEncoding => "Send the body with 'Transfer-Encoding: chunked' alone, or with a Content-Length; put compression in Content-Encoding.",
         FulcrumError.BadRequest => "The request is malformed and was refused before reaching any backend; fix the client.",
         _ => "",
     };

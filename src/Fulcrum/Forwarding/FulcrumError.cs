@@ -18,5 +18,6 @@ public enum FulcrumError
     UpstreamReset,
     UpstreamProtocolError,
     BadRequest,
+    UnsupportedTransferEncoding,
     ClientAborted,
 }

@@ -29,6 +29,9 @@ internal static class UpstreamHandlerFactory
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(50),
             ConnectCallback = ConnectAsync,
             Expect100ContinueTimeout = TimeSpan.FromSeconds(1),
+            // Byte-transparent header values in both directions (see FulcrumServer).
+            RequestHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,
+            ResponseHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,
         };
         return new HttpMessageInvoker(handler, disposeHandler: true);
     }

@@ -118,6 +118,9 @@ public sealed class FulcrumServer : IAsyncDisposable
         // "X-A: x\nContent-Length: 5" would be two headers here and one to a front proxy that
         // reads LF as part of the value: a framing disagreement smugglers use (RFC 9112 §2.2).
         AppContext.SetSwitch("Microsoft.AspNetCore.Server.Kestrel.DisableHttp1LineFeedTerminators", true);
+        // Close a connection Fulcrum aborts (after refusing a malformed request) with a FIN, not a
+        // reset, so the client reads the 400 that was sent before the close.
+        AppContext.SetSwitch("Microsoft.AspNetCore.Server.Kestrel.FinOnError", true);
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.SetMinimumLevel(options.LogLevel);
         // Fulcrum's own log goes to stderr; stdout belongs to the access log.
@@ -134,6 +137,10 @@ public sealed class FulcrumServer : IAsyncDisposable
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.MinRequestBodyDataRate = null;
             kestrel.Limits.MinResponseDataRate = null;
+            // Header values pass through byte for byte: obs-text (0x80-0xFF) is allowed by
+            // RFC 9110 §5.5 and nginx and HAProxy forward it; Latin-1 maps each byte to one char.
+            kestrel.RequestHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
+            kestrel.ResponseHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
             listen(kestrel);
         });
         return builder.Build();

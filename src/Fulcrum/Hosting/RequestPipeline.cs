@@ -42,10 +42,10 @@ internal sealed class RequestPipeline
     private async Task HandleAsync(HttpContext context, RequestRecord record)
     {
         var request = context.Request;
-        if (RequestGuard.Check(request) is { } problem)
+        if (RequestGuard.Check(context) is { } refusal)
         {
-            record.Error = FulcrumError.BadRequest;
-            await ErrorResponder.WriteAsync(context, FulcrumError.BadRequest, record, $"Bad request: {problem}.", []).ConfigureAwait(false);
+            record.Error = refusal.Error;
+            await ErrorResponder.WriteAsync(context, refusal.Error, record, $"Refused: {refusal.Message}.", []).ConfigureAwait(false);
             return;
         }
 

@@ -42,13 +42,18 @@ public sealed class TestBackend : IAsyncDisposable
 
     public SeenRequest Last => _seen.Last();
 
-    public static async Task<TestBackend> StartAsync(string name = "backend", RequestDelegate? handler = null, int port = 0)
+    public static async Task<TestBackend> StartAsync(string name = "backend", RequestDelegate? handler = null, int port = 0, bool latin1Headers = false)
     {
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.SetMinimumLevel(LogLevel.Critical);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = null;
+            if (latin1Headers)
+            {
+                k.RequestHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
+                k.ResponseHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
+            }
             k.Listen(IPAddress.Loopback, port, l => l.Protocols = HttpProtocols.Http1);
         });
         var app = builder.Build();
