@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Fulcrum against nginx and HAProxy on this machine, in interleaved runs.
+#
+# Two nginx backends answer a 13-byte body. Each load balancer balances round robin over them
+# with upstream keep-alive and no access log: nginx with one worker, HAProxy with one thread,
+# Fulcrum with the .NET runtime's defaults. All share the machine with wrk and the backends;
+# CPU seconds per 100k requests is the column that compares efficiency.
+#
+# PIN=1 pins the balancer under test to core 1 and wrk and the backends to core 0. .NET does
+# poorly there: a proxied request crosses several threads, and on one core each crossing is a
+# context switch (measured: about a quarter of its unpinned throughput), so it is not the default.
+#
+# Usage: bench/run.sh                 (env: ROUNDS=3 DURATION=10s CONNECTIONS="64 256" PIN=0)
+# Installs nginx, haproxy and wrk with apt-get when they are missing. Binds 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-"64 256"}
+B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203
+
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} with apt-get" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+
+work=$(mktemp -d /tmp/fulcrum-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then LB_CPU="taskset -c 1"; LOAD_CPU="taskset -c 0"; PINNED="balancer pinned to core 1, wrk and backends to core 0"
+else LB_CPU=""; LOAD_CPU=""; PINNED="nothing pinned; nginx 1 worker, HAProxy 1 thread, Fulcrum runtime defaults"; fi
+
+echo "building fulcrum (Release)..." >&2
+dotnet publish src/Fulcrum.Cli -c Release -o "$work/fulcrum" --nologo -v quiet >/dev/null
+
+cat >"$work/backends.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/backends.pid;
+error_log $work/backends.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$B1; location / { return 200 "hello world!\n"; } }
+  server { listen 127.0.0.1:$B2; location / { return 200 "hello world!\n"; } }
+}
+CONF
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream backends { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 256; }
+  server {
+    listen 127.0.0.1:$P_NGINX;
+    location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+cat >"$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend web
+  bind 127.0.0.1:$P_HAPROXY
+  default_backend backends
+backend backends
+  balance roundrobin
+  server b1 127.0.0.1:$B1
+  server b2 127.0.0.1:$B2
+CONF
+cat >"$work/fulcrum.yaml" <<CONF
+listeners: [{ name: web, address: 127.0.0.1:$P_FULCRUM }]
+routes: [{ name: all, pool: backends }]
+pools:
+  - name: backends
+    balancing: round_robin
+    backends: [127.0.0.1:$B1, 127.0.0.1:$B2]
+access_log: { enabled: false }
+CONF
+
+$LOAD_CPU "$NGINX" -c "$work/backends.conf" -e "$work/backends.err" & pids+=($!)
+$LB_CPU "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err" & pids+=($!); nginx_pid=$!
+$LB_CPU "$HAPROXY" -db -f "$work/haproxy.cfg" & pids+=($!); haproxy_pid=$!
+$LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum.yaml" 2>"$work/fulcrum.err" & pids+=($!); fulcrum_pid=$!
+
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM; do wait_port "$p"; done
+for p in $P_NGINX $P_HAPROXY $P_FULCRUM; do
+  body=$(curl -s "http://127.0.0.1:$p/") || true
+  [ "$body" = "hello world!" ] || { echo "port $p answered '$body'" >&2; exit 1; }
+done
+
+# CPU seconds (user+system) of a process and its children, from /proc.
+cpu_of() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}
+tick=$(getconf CLK_TCK)
+
+# One wrk run: prints "rps p50_ms p99_ms cpu_seconds_per_100k".
+measure() {
+  local port=$1 pid=$2 conns=$3 out before after
+  before=$(cpu_of "$pid")
+  out=$($LOAD_CPU wrk -t1 -c"$conns" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+  after=$(cpu_of "$pid")
+  awk -v cpu=$((after - before)) -v tick="$tick" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec:/ { rps = $2 }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    /requests in/ { n = $1 }
+    END { printf "%.0f %.3f %.3f %.3f\n", rps, p50, p99, (n > 0 ? cpu / tick / n * 100000 : 0) }' <<<"$out"
+}
+
+declare -A port_of=([fulcrum]=$P_FULCRUM [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
+declare -A pid_of=([fulcrum]=$fulcrum_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid)
+targets=(fulcrum nginx haproxy)
+
+echo "warming up..." >&2
+for t in "${targets[@]}"; do $LOAD_CPU wrk -t1 -c64 -d3s "http://127.0.0.1:${port_of[$t]}/" >/dev/null; done
+
+results="$work/results"
+: >"$results"
+for conns in $CONNECTIONS; do
+  for round in $(seq 1 "$ROUNDS"); do
+    # Rotate the order each round so no target always runs first or last.
+    for i in 0 1 2; do
+      t=${targets[$(((i + round) % 3))]}
+      echo "$conns connections, round $round/$ROUNDS: $t" >&2
+      echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" >>"$results"
+    done
+  done
+done
+
+echo
+echo "## $(date -u +%Y-%m-%d) — $(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds (medians)"
+echo
+python3 - "$results" <<'PY'
+import sys, statistics
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for conns, target, rps, p50, p99, cpu in rows:
+    by.setdefault((int(conns), target), []).append((float(rps), float(p50), float(p99), float(cpu)))
+med = {k: tuple(statistics.median(x[i] for x in v) for i in range(4)) for k, v in by.items()}
+print("| connections | target | requests/s | p50 ms | p99 ms | CPU s per 100k requests |")
+print("| --- | --- | --- | --- | --- | --- |")
+for (conns, target), (rps, p50, p99, cpu) in sorted(med.items()):
+    print(f"| {conns} | {target} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} |")
+print()
+print("| connections | ratio | requests/s | p50 | p99 | CPU per request |")
+print("| --- | --- | --- | --- | --- | --- |")
+for conns in sorted({c for c, _ in med}):
+    f = med[(conns, "fulcrum")]
+    for other in ("nginx", "haproxy"):
+        o = med[(conns, other)]
+        print(f"| {conns} | fulcrum/{other} | {f[0]/o[0]:.2f} | {f[1]/o[1]:.2f} | {f[2]/o[2]:.2f} | {f[3]/o[3]:.2f} |")
+PY
