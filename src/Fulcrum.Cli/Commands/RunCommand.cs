@@ -37,9 +37,10 @@ internal static class RunCommand
         {
             server = await FulcrumServer.StartAsync(config, cancellationToken: signal.Token).ConfigureAwait(false);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or InvalidDataException)
         {
-            // Kestrel reports an address in use or not available as an IOException.
+            // Kestrel reports an address in use or not available as an IOException; a damaged
+            // state file is an InvalidDataException that names the file.
             error.WriteLine($"fulcrum: cannot start: {e.Message}");
             return 1;
         }

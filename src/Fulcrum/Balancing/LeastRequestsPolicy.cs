@@ -37,7 +37,7 @@ internal sealed class LeastRequestsPolicy : IBalancingPolicy
             if (!LoadComparer.IsLessLoaded(best, candidates[i]))
             {
                 tied[count++] = i;
-                total += candidates[i].Weight;
+                total += candidates[i].EffectiveWeight;
             }
         }
         if (count == 1)
@@ -49,7 +49,7 @@ internal sealed class LeastRequestsPolicy : IBalancingPolicy
 #pragma warning restore CA5394
         for (var i = 0; i < count; i++)
         {
-            r -= candidates[tied[i]].Weight;
+            r -= candidates[tied[i]].EffectiveWeight;
             if (r < 0)
             {
                 return candidates[tied[i]];

@@ -12,5 +12,5 @@ internal static class LoadComparer
     /// at high load it follows the free capacity.
     /// </summary>
     public static bool IsLessLoaded(BackendState a, BackendState b) =>
-        (long)a.InFlight * b.Weight < (long)b.InFlight * a.Weight;
+        (long)a.InFlight * b.EffectiveWeight < (long)b.InFlight * a.EffectiveWeight;
 }

@@ -25,7 +25,7 @@ internal sealed class RoundRobinPolicy : IBalancingPolicy
             var total = 0L;
             foreach (var backend in candidates)
             {
-                var weight = backend.Weight;
+                var weight = backend.EffectiveWeight;
                 backend.SmoothWeight += weight;
                 total += weight;
                 if (best is null || backend.SmoothWeight > best.SmoothWeight)

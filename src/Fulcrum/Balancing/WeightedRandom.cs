@@ -15,7 +15,7 @@ internal static class WeightedRandom
         {
             if (i != exclude)
             {
-                total += candidates[i].Weight;
+                total += candidates[i].EffectiveWeight;
             }
         }
         // Random.Shared is thread-safe and lock-free (a per-thread generator).
@@ -28,7 +28,7 @@ internal static class WeightedRandom
             {
                 continue;
             }
-            r -= candidates[i].Weight;
+            r -= candidates[i].EffectiveWeight;
             if (r < 0)
             {
                 return i;

@@ -10,4 +10,15 @@ public sealed record FulcrumConfig(
 {
     /// <summary>The file this configuration came from, or null when built in code.</summary>
     public string? SourcePath { get; init; }
+
+    /// <summary>Where admin overrides are kept across restarts, as written (null: beside the configuration file).</summary>
+    public string? StateFile { get; init; }
+
+    /// <summary>
+    /// The state file in effect: <see cref="StateFile"/>, else <c>NAME.state.json</c> beside the
+    /// configuration file, else null (a configuration built in code keeps no state file).
+    /// </summary>
+    public string? EffectiveStateFile => StateFile is { } explicitPath
+        ? (SourcePath is { } source && !Path.IsPathRooted(explicitPath) ? Path.Combine(Path.GetDirectoryName(source)!, explicitPath) : explicitPath)
+        : SourcePath is { } config ? Path.Combine(Path.GetDirectoryName(config)!, Path.GetFileNameWithoutExtension(config) + ".state.json") : null;
 }

@@ -6,7 +6,15 @@ public sealed record PoolConfig(
     string Balancing,
     EquatableList<BackendConfig> Backends,
     TimeoutsConfig Timeouts,
-    HostHeaderMode HostHeader);
+    HostHeaderMode HostHeader)
+{
+    public HealthConfig Health { get; init; } = HealthConfig.Default;
+
+    /// <summary>How long a newly healthy backend's weight takes to ramp from 10% to 100%; zero for none.</summary>
+    public TimeSpan SlowStart { get; init; }
+
+    public NoneHealthyMode WhenNoneHealthy { get; init; } = NoneHealthyMode.Fail;
+}
 
 /// <summary>What the Host header sent to a backend is.</summary>
 public enum HostHeaderMode

@@ -21,6 +21,9 @@ public sealed class FulcrumServerOptions
     public AccessLog? AccessLog { get; init; }
 
     public TimeProvider? TimeProvider { get; init; }
+
+    /// <summary>Replaces the network health probe (tests use this).</summary>
+    public Health.IHealthProbe? HealthProbe { get; init; }
 }
 
 /// <summary>
@@ -62,10 +65,6 @@ public sealed class FulcrumServer : IAsyncDisposable
     public static async Task<FulcrumServer> StartAsync(FulcrumConfig config, FulcrumServerOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new FulcrumServerOptions();
-        var runtime = new FulcrumRuntime(config, options.TimeProvider);
-        var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
-        var pipeline = new RequestPipeline(runtime, accessLog);
-
         var listenOptions = new Dictionary<string, ListenOptions>(StringComparer.Ordinal);
         var proxy = BuildApp(options, kestrel =>
         {
@@ -80,6 +79,18 @@ public sealed class FulcrumServer : IAsyncDisposable
                 });
             }
         });
+        FulcrumRuntime runtime;
+        try
+        {
+            runtime = new FulcrumRuntime(config, options.TimeProvider, proxy.Services.GetRequiredService<ILoggerFactory>(), options.HealthProbe);
+        }
+        catch
+        {
+            await proxy.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
+        var pipeline = new RequestPipeline(runtime, accessLog);
         proxy.Run(pipeline.InvokeAsync);
 
         ListenOptions? adminListen = null;
@@ -108,6 +119,7 @@ public sealed class FulcrumServer : IAsyncDisposable
             await server.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+        runtime.Start();
         server.Ready = true;
         return server;
     }

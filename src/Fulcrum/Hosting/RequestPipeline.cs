@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Fulcrum.Forwarding;
+using Fulcrum.Health;
 using Fulcrum.Observability;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
@@ -70,7 +71,8 @@ internal sealed class RequestPipeline
             var reports = new List<BackendReport>();
             foreach (var b in pool.Backends)
             {
-                reports.Add(new BackendReport(b.DisplayName, "unavailable", "not in rotation"));
+                var health = b.Health;
+                reports.Add(new BackendReport(b.DisplayName, HealthNames.Of(health.Status), $"{health.Reason} (since {health.Since:yyyy-MM-dd HH:mm:ss}Z)"));
             }
             var message = $"Pool '{pool.Name}' (route '{route.Name}') has {pool.Backends.Count} backend(s) and none may take traffic.";
             await ErrorResponder.WriteAsync(context, FulcrumError.NoHealthyBackend, record, message, reports).ConfigureAwait(false);
@@ -96,6 +98,7 @@ internal sealed class RequestPipeline
             {
                 backend.EndRequest(failed: !result.Succeeded && result.Error != FulcrumError.ClientAborted);
             }
+            _runtime.Health.ReportTraffic(pool, backend, result);
             record.AddAttempt(new AttemptRecord(backend.DisplayName, result.Error, result.Detail, result.UpstreamStatus, Stopwatch.GetElapsedTime(started).TotalMilliseconds));
 
             if (result.Succeeded || !ErrorCodes.IsConnectFailure(result.Error) || result.RequestBodyStarted || candidates.Length == 1)

@@ -1,23 +1,36 @@
 using Fulcrum.Configuration;
+using Fulcrum.Health;
 
 namespace Fulcrum.Runtime;
 
 /// <summary>
-/// One backend's long-lived state: its configuration and the counters the balancer reads. It has
-/// identity (its pool plus its address), so that a reload which keeps the backend keeps this object.
+/// One backend's long-lived state: its configuration, its health and the counters the balancer
+/// reads. It has identity (its pool plus its address), so that a reload which keeps the backend
+/// keeps this object, its health and its history.
 /// </summary>
 public sealed class BackendState
 {
+    /// <summary>Weights are scaled so that slow start can ramp a weight of 1 in small steps.</summary>
+    internal const int WeightScale = 100;
+
+    private readonly TimeProvider _time;
     private BackendConfig _config;
+    private BackendHealth _health;
     private int _inFlight;
     private long _requests;
     private long _failures;
+    private long _slowStartFrom;
+    private int _passiveFailures;
+    private int _passive5xx;
 
-    public BackendState(string pool, BackendConfig config)
+    public BackendState(string pool, BackendConfig config, TimeProvider? time = null, TimeSpan slowStart = default)
     {
         Pool = pool;
         _config = config;
+        _time = time ?? TimeProvider.System;
+        SlowStart = slowStart;
         BaseUri = $"http://{config.Endpoint.UriHost}:{config.Endpoint.Port}";
+        _health = new BackendHealth(HealthStatus.Pending, "not yet evaluated", _time.GetUtcNow(), HealthSource.Config, null, null, null);
     }
 
     public string Pool { get; }
@@ -33,7 +46,39 @@ public sealed class BackendState
     /// <summary><c>http://host:port</c>, the start of every upstream request URI.</summary>
     public string BaseUri { get; }
 
+    /// <summary>The configured weight.</summary>
     public int Weight => Config.Weight;
+
+    public TimeSpan SlowStart { get; }
+
+    /// <summary>
+    /// The weight balancing uses, scaled by <see cref="WeightScale"/>: the configured weight, or
+    /// during slow start a share of it that grows linearly from 10% to 100%.
+    /// </summary>
+    public int EffectiveWeight
+    {
+        get
+        {
+            var full = Config.Weight * WeightScale;
+            var from = Volatile.Read(ref _slowStartFrom);
+            if (from == 0)
+            {
+                return full;
+            }
+            var elapsed = _time.GetElapsedTime(from);
+            if (elapsed >= SlowStart)
+            {
+                Volatile.Write(ref _slowStartFrom, 0);
+                return full;
+            }
+            return Math.Max(1, (int)(full * (0.1 + 0.9 * (elapsed / SlowStart))));
+        }
+    }
+
+    /// <summary>The one health value; written only by <see cref="HealthAuthority"/>.</summary>
+    public BackendHealth Health => Volatile.Read(ref _health);
+
+    public HealthHistory History { get; } = new();
 
     public int InFlight => Volatile.Read(ref _inFlight);
 
@@ -43,6 +88,27 @@ public sealed class BackendState
 
     /// <summary>Smooth round robin's running score; read and written only under the pool's balancer lock.</summary>
     internal long SmoothWeight { get; set; }
+
+    /// <summary>Inputs of the health computation; touched only by the authority under the pool's health lock.</summary>
+    internal HealthInputs Inputs { get; } = new();
+
+    /// <summary>Set once the backend has left its pool: late probe results about it are ignored.</summary>
+    internal bool Detached { get; set; }
+
+    internal ref int PassiveFailures => ref _passiveFailures;
+
+    internal ref int Passive5xx => ref _passive5xx;
+
+    internal void PublishHealth(BackendHealth health) => Volatile.Write(ref _health, health);
+
+    /// <summary>Starts the slow-start ramp now (the backend just became healthy).</summary>
+    internal void BeginSlowStart()
+    {
+        if (SlowStart > TimeSpan.Zero)
+        {
+            Volatile.Write(ref _slowStartFrom, _time.GetTimestamp());
+        }
+    }
 
     internal void UpdateConfig(BackendConfig config) => Volatile.Write(ref _config, config);
 

@@ -1,5 +1,6 @@
 using Fulcrum.Balancing;
 using Fulcrum.Configuration;
+using Fulcrum.Health;
 
 namespace Fulcrum.Runtime;
 
@@ -9,17 +10,17 @@ namespace Fulcrum.Runtime;
 /// </summary>
 public sealed class PoolState : IDisposable
 {
-    private readonly BackendState[] _backends;
-    private readonly BackendState[] _available;
+    private BackendState[] _backends;
+    private BackendState[] _available = [];
     private int _tieBreak;
 
-    internal PoolState(PoolConfig config, HttpMessageInvoker invoker)
+    internal PoolState(PoolConfig config, HttpMessageInvoker invoker, TimeProvider? time = null)
     {
         Config = config;
         Invoker = invoker;
+        Time = time ?? TimeProvider.System;
         Policy = BalancingPolicies.Get(config.Balancing);
-        _backends = [.. config.Backends.Select(b => new BackendState(config.Name, b))];
-        _available = _backends;
+        _backends = [.. config.Backends.Select(b => new BackendState(config.Name, b, Time, config.SlowStart))];
     }
 
     public string Name => Config.Name;
@@ -30,16 +31,27 @@ public sealed class PoolState : IDisposable
 
     public HttpMessageInvoker Invoker { get; }
 
-    /// <summary>Every backend of the pool, in configuration order.</summary>
-    public IReadOnlyList<BackendState> Backends => _backends;
+    internal TimeProvider Time { get; }
+
+    /// <summary>Every backend of the pool, in configuration order (runtime additions last).</summary>
+    public IReadOnlyList<BackendState> Backends => Volatile.Read(ref _backends);
 
     /// <summary>
-    /// The backends that may take new traffic now, in configuration order. Published whole: a
-    /// request reads this array once and never sees it change under it.
+    /// The backends that may take new traffic now, in order. Published whole by the
+    /// <see cref="HealthAuthority"/>: a request reads this array once and never sees it change.
     /// </summary>
-    public BackendState[] Available => _available;
+    public BackendState[] Available => Volatile.Read(ref _available);
+
+    /// <summary>
+    /// True when no backend is healthy and the pool routes to the others anyway
+    /// (<c>when_none_healthy: route_anyway</c>).
+    /// </summary>
+    public bool FailingOpen { get; private set; }
 
     internal object BalancerLock { get; } = new();
+
+    /// <summary>Serialises every health transition of this pool's backends (see <see cref="HealthAuthority"/>).</summary>
+    internal object HealthLock { get; } = new();
 
     internal int NextTieBreak() => Interlocked.Increment(ref _tieBreak);
 
@@ -53,6 +65,45 @@ public sealed class PoolState : IDisposable
             }
         }
         return null;
+    }
+
+    /// <summary>Adds a backend (caller holds <see cref="HealthLock"/>).</summary>
+    internal void AddBackend(BackendState backend) => Volatile.Write(ref _backends, [.. _backends, backend]);
+
+    /// <summary>Removes a backend (caller holds <see cref="HealthLock"/>).</summary>
+    internal void RemoveBackend(BackendState backend) =>
+        Volatile.Write(ref _backends, [.. _backends.Where(b => !ReferenceEquals(b, backend))]);
+
+    /// <summary>
+    /// Recomputes <see cref="Available"/> from every backend's health (caller holds
+    /// <see cref="HealthLock"/>, so it is consistent with the health values just published).
+    /// </summary>
+    internal void RepublishAvailable()
+    {
+        var all = _backends;
+        var healthy = new List<BackendState>(all.Length);
+        foreach (var b in all)
+        {
+            if (b.Health.TakesTraffic)
+            {
+                healthy.Add(b);
+            }
+        }
+        var failOpen = false;
+        if (healthy.Count == 0 && Config.WhenNoneHealthy == NoneHealthyMode.RouteAnyway)
+        {
+            // Fail open, but never against an admin's decision.
+            foreach (var b in all)
+            {
+                if (b.Health.Status is not (HealthStatus.Disabled or HealthStatus.Draining))
+                {
+                    healthy.Add(b);
+                }
+            }
+            failOpen = healthy.Count > 0;
+        }
+        FailingOpen = failOpen;
+        Volatile.Write(ref _available, [.. healthy]);
     }
 
     public void Dispose() => Invoker.Dispose();

@@ -1,6 +1,5 @@
 using Fulcrum.Balancing;
 using Fulcrum.Configuration;
-using Fulcrum.Forwarding;
 using Fulcrum.Runtime;
 
 namespace Fulcrum.Tests.Balancing;
@@ -10,7 +9,11 @@ public class BalancingPolicyTests
     private static PoolState Pool(string policy, params int[] weights)
     {
         var backends = weights.Select((w, i) => new BackendConfig($"10.0.0.{i + 1}:80", new HostPort($"10.0.0.{i + 1}", 80), w, $"b{i}"));
-        return new PoolState(new PoolConfig("p", policy, new(backends), TimeoutsConfig.Unset, HostHeaderMode.Preserve), UpstreamHandlerFactory.CreateInvoker());
+        var pool = new PoolConfig("p", policy, new(backends), TimeoutsConfig.Unset, HostHeaderMode.Preserve);
+        var route = new RouteConfig("r", RouteMatchConfig.Any, "p", TimeoutsConfig.Unset);
+        var config = new FulcrumConfig(EquatableList<ListenerConfig>.Empty, new([route]), new([pool]), null, AccessLogConfig.Default);
+        // Without active checks every backend starts healthy and available.
+        return new FulcrumRuntime(config).Pool("p");
     }
 
     private static Dictionary<string, int> Count(PoolState pool, int picks)

@@ -1,0 +1,189 @@
+using Fulcrum.Runtime;
+
+namespace Fulcrum.Health;
+
+/// <summary>
+/// Runs one probe loop per backend of every pool with active checks. A loop is a one-shot timer
+/// re-armed only when its probe has finished, so at most one probe per backend is ever in flight
+/// and probes never pile up behind a slow backend. A new backend is probed at once; a pending,
+/// unhealthy or ejected one every <c>fast_interval</c>; a healthy one every <c>interval</c>; each
+/// with up to <c>jitter</c> added so that a thousand backends are not probed in one burst.
+/// </summary>
+public sealed class ActiveProber : IDisposable
+{
+    private readonly HealthAuthority _authority;
+    private readonly IHealthProbe _probe;
+    private readonly TimeProvider _time;
+    private readonly Dictionary<BackendState, ProbeLoop> _loops = new(ReferenceEqualityComparer.Instance);
+    private bool _disposed;
+
+    public ActiveProber(HealthAuthority authority, IHealthProbe probe, TimeProvider time)
+    {
+        _authority = authority;
+        _probe = probe;
+        _time = time;
+        authority.ProbeNow = (pool, backend) => _ = ProbeNowAsync(pool, backend);
+    }
+
+    /// <summary>How many probe loops run (one per probed backend).</summary>
+    public int LoopCount
+    {
+        get
+        {
+            lock (_loops)
+            {
+                return _loops.Count;
+            }
+        }
+    }
+
+    /// <summary>Starts probing a backend, with a probe at once. Does nothing for a pool without active checks.</summary>
+    public void Start(PoolState pool, BackendState backend)
+    {
+        if (pool.Config.Health.Active is null)
+        {
+            return;
+        }
+        ProbeLoop loop;
+        lock (_loops)
+        {
+            if (_disposed || _loops.ContainsKey(backend))
+            {
+                return;
+            }
+            loop = new ProbeLoop(this, pool, backend);
+            _loops[backend] = loop;
+        }
+        loop.Schedule(TimeSpan.Zero);
+    }
+
+    public void Stop(BackendState backend)
+    {
+        ProbeLoop? loop;
+        lock (_loops)
+        {
+            _loops.Remove(backend, out loop);
+        }
+        loop?.Dispose();
+    }
+
+    /// <summary>
+    /// Probes a backend now, reports the result to the authority and returns it. When a probe of
+    /// that backend is already in flight, waits for that one instead of starting a second.
+    /// </summary>
+    public Task<ProbeResult?> ProbeNowAsync(PoolState pool, BackendState backend)
+    {
+        ProbeLoop? loop;
+        lock (_loops)
+        {
+            _loops.TryGetValue(backend, out loop);
+        }
+        return loop is null ? Task.FromResult<ProbeResult?>(null) : loop.RunNowAsync();
+    }
+
+    public void Dispose()
+    {
+        List<ProbeLoop> loops;
+        lock (_loops)
+        {
+            _disposed = true;
+            loops = [.. _loops.Values];
+            _loops.Clear();
+        }
+        foreach (var loop in loops)
+        {
+            loop.Dispose();
+        }
+    }
+
+    private sealed class ProbeLoop : IDisposable
+    {
+        private readonly ActiveProber _owner;
+        private readonly PoolState _pool;
+        private readonly BackendState _backend;
+        private readonly ITimer _timer;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly object _lock = new();
+        private Task<ProbeResult?>? _running;
+
+        public ProbeLoop(ActiveProber owner, PoolState pool, BackendState backend)
+        {
+            _owner = owner;
+            _pool = pool;
+            _backend = backend;
+            _timer = owner._time.CreateTimer(static s => _ = ((ProbeLoop)s!).RunNowAsync(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+
+        public void Schedule(TimeSpan due)
+        {
+            try
+            {
+                _timer.Change(due, Timeout.InfiniteTimeSpan);
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+
+        public Task<ProbeResult?> RunNowAsync()
+        {
+            lock (_lock)
+            {
+                if (_stop.IsCancellationRequested)
+                {
+                    return Task.FromResult<ProbeResult?>(null);
+                }
+                // One probe in flight per backend: a second caller shares the running one.
+                return _running ??= RunAsync();
+            }
+        }
+
+        private async Task<ProbeResult?> RunAsync()
+        {
+            var config = _pool.Config.Health.Active!;
+            ProbeResult? result = null;
+            try
+            {
+                using var timeout = new CancellationTokenSource(config.Timeout, _owner._time);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token, timeout.Token);
+                result = await _owner._probe.ProbeAsync(config, _backend, linked.Token).ConfigureAwait(false);
+                if (!_stop.IsCancellationRequested)
+                {
+                    _owner._authority.ReportProbe(_pool, _backend, result);
+                }
+                return result;
+            }
+            catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+            {
+                return null;
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _running = null;
+                }
+                if (!_stop.IsCancellationRequested)
+                {
+                    Schedule(NextDelay(config));
+                }
+            }
+        }
+
+        private TimeSpan NextDelay(Configuration.ActiveHealthConfig config)
+        {
+            var interval = _backend.Health.Status == HealthStatus.Healthy ? config.Interval : config.FastInterval;
+#pragma warning disable CA5394 // jitter spreads probes; it is not a secret
+            var jitter = config.Jitter > TimeSpan.Zero ? TimeSpan.FromTicks(Random.Shared.NextInt64(config.Jitter.Ticks)) : TimeSpan.Zero;
+#pragma warning restore CA5394
+            return interval + jitter;
+        }
+
+        public void Dispose()
+        {
+            // _stop owns no timer, so it is not disposed: a probe still finishing may read it.
+            _stop.Cancel();
+            _timer.Dispose();
+        }
+    }
+}

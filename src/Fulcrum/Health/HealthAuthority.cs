@@ -1,0 +1,377 @@
+using Fulcrum.Configuration;
+using Fulcrum.Runtime;
+using Microsoft.Extensions.Logging;
+
+namespace Fulcrum.Health;
+
+/// <summary>
+/// The only writer of backend health. Active probes, passive failures seen in traffic, admin
+/// overrides and the timers that end ejections and overrides all report here; the authority
+/// updates the backend's inputs, computes its one <see cref="BackendHealth"/> from them, and
+/// publishes it. Everything else reads that value.
+/// </summary>
+/// <remarks>
+/// Ordering: every transition of a pool's backends runs under that pool's health lock, and
+/// inside it the authority (1) updates the inputs, (2) publishes the new health, (3) appends
+/// the history event and (4) republishes the pool's available set. A reader holding the same
+/// lock (<see cref="Sample"/>) therefore always sees the router's set, the health value and the
+/// end of the history agree. The request path never takes the lock: it reads the published
+/// values, and reports successes through counters without locking (see ReportTraffic).
+/// Precedence, highest first: admin override, passive ejection, active probes, configuration.
+/// </remarks>
+public sealed partial class HealthAuthority : IDisposable
+{
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly HealthStateFile? _stateFile;
+    private readonly Func<IEnumerable<PoolState>> _pools;
+    private readonly object _saveLock = new();
+    private long _sequence;
+
+    public HealthAuthority(TimeProvider time, ILogger logger, HealthStateFile? stateFile, Func<IEnumerable<PoolState>> pools)
+    {
+        _time = time;
+        _logger = logger;
+        _stateFile = stateFile;
+        _pools = pools;
+    }
+
+    /// <summary>
+    /// Raised, under the pool's health lock, for every status change: handlers must be quick and
+    /// must not call back into the authority.
+    /// </summary>
+    public event Action<HealthEvent>? Changed;
+
+    /// <summary>Asks for a probe of a backend now (wired to the active prober).</summary>
+    internal Action<PoolState, BackendState>? ProbeNow { get; set; }
+
+    /// <summary>
+    /// Gives a backend of <paramref name="pool"/> its first health: pending when the pool has
+    /// active checks (the prober probes it at once), else healthy. <paramref name="restored"/> is an
+    /// admin override kept from before a restart.
+    /// </summary>
+    internal void Attach(PoolState pool, BackendState backend, AdminOverride? restored, bool rampUp)
+    {
+        lock (pool.HealthLock)
+        {
+            if (restored is not null && restored.IsActive(_time.GetUtcNow()))
+            {
+                backend.Inputs.Override = restored;
+                ScheduleTimer(pool, backend);
+            }
+            Recompute(pool, backend, initial: true, rampUp);
+        }
+    }
+
+    /// <summary>Adds a backend to a pool at runtime; returns the existing one when its address is already there.</summary>
+    internal BackendState Add(PoolState pool, BackendConfig config, out bool added)
+    {
+        lock (pool.HealthLock)
+        {
+            foreach (var existing in pool.Backends)
+            {
+                if (string.Equals(existing.Address, config.Address, StringComparison.OrdinalIgnoreCase))
+                {
+                    added = false;
+                    return existing;
+                }
+            }
+            var backend = new BackendState(pool.Name, config, _time, pool.Config.SlowStart);
+            pool.AddBackend(backend);
+            Recompute(pool, backend, initial: true, rampUp: true);
+            added = true;
+            return backend;
+        }
+    }
+
+    /// <summary>Takes a backend out of its pool: no new traffic; requests in flight keep their reference and finish.</summary>
+    internal void Remove(PoolState pool, BackendState backend)
+    {
+        lock (pool.HealthLock)
+        {
+            backend.Detached = true;
+            backend.Inputs.Timer?.Dispose();
+            backend.Inputs.Timer = null;
+            pool.RemoveBackend(backend);
+            pool.RepublishAvailable();
+        }
+    }
+
+    /// <summary>The result of an active probe.</summary>
+    public void ReportProbe(PoolState pool, BackendState backend, ProbeResult result)
+    {
+        var active = pool.Config.Health.Active;
+        if (active is null)
+        {
+            return;
+        }
+        lock (pool.HealthLock)
+        {
+            if (backend.Detached)
+            {
+                return;
+            }
+            var now = _time.GetUtcNow();
+            var i = backend.Inputs;
+            i.LastProbe = result;
+            if (result.Success)
+            {
+                i.ProbeSuccesses++;
+                i.ProbeFailures = 0;
+                // The first success settles a pending backend at once: a new instance takes
+                // traffic as soon as it answers, not after healthy_after intervals.
+                if (i.ActiveUp is null || (i.ActiveUp == false && i.ProbeSuccesses >= active.HealthyAfter))
+                {
+                    i.ActiveUp = true;
+                }
+                if (i.EjectedUntil is { } until && now >= until)
+                {
+                    EndEjection(i, now);
+                }
+            }
+            else
+            {
+                i.ProbeFailures++;
+                i.ProbeSuccesses = 0;
+                if (i.ActiveUp != false && i.ProbeFailures >= active.UnhealthyAfter)
+                {
+                    i.ActiveUp = false;
+                }
+            }
+            Recompute(pool, backend);
+        }
+    }
+
+    /// <summary>Sets an admin override (disable, drain, force healthy) with its reason and optional time to live.</summary>
+    public void SetOverride(PoolState pool, BackendState backend, OverrideKind kind, string reason, string by, TimeSpan? ttl = null)
+    {
+        lock (pool.HealthLock)
+        {
+            if (backend.Detached)
+            {
+                return;
+            }
+            var now = _time.GetUtcNow();
+            backend.Inputs.Override = new AdminOverride(kind, reason, by, now, ttl is { } t ? now + t : null);
+            ScheduleTimer(pool, backend);
+            Recompute(pool, backend);
+        }
+        SaveOverrides();
+    }
+
+    /// <summary>Clears any admin override (enable): the backend's status goes back to what passive and active health say.</summary>
+    public void ClearOverride(PoolState pool, BackendState backend)
+    {
+        lock (pool.HealthLock)
+        {
+            if (backend.Detached || backend.Inputs.Override is null)
+            {
+                return;
+            }
+            backend.Inputs.Override = null;
+            ScheduleTimer(pool, backend);
+            Recompute(pool, backend);
+        }
+        SaveOverrides();
+        // Probes kept running under the override, so the status is already current; one more
+        // probe now confirms it rather than waiting a full interval.
+        ProbeNow?.Invoke(pool, backend);
+    }
+
+    /// <summary>
+    /// Reads a backend's health, the last event of its history, and whether the router would
+    /// pick it, all at one instant (under the pool's health lock).
+    /// </summary>
+    public (BackendHealth Health, HealthEvent? Last, bool Routed) Sample(PoolState pool, BackendState backend)
+    {
+        lock (pool.HealthLock)
+        {
+            return (backend.Health, backend.History.Last, Array.IndexOf(pool.Available, backend) >= 0);
+        }
+    }
+
+    /// <summary>Timer callback: an ejection or an override may have lapsed.</summary>
+    private void OnTimer(PoolState pool, BackendState backend)
+    {
+        var probe = false;
+        var overrideLapsed = false;
+        lock (pool.HealthLock)
+        {
+            if (backend.Detached)
+            {
+                return;
+            }
+            var now = _time.GetUtcNow();
+            var i = backend.Inputs;
+            if (i.Override is { } o && !o.IsActive(now))
+            {
+                i.Override = null;
+                overrideLapsed = true;
+            }
+            if (i.EjectedUntil is { } until && now >= until)
+            {
+                if (pool.Config.Health.Active is null)
+                {
+                    EndEjection(i, now);
+                }
+                else
+                {
+                    // With active checks a backend comes back through a passing probe, not blindly.
+                    probe = true;
+                }
+            }
+            ScheduleTimer(pool, backend);
+            Recompute(pool, backend);
+        }
+        if (overrideLapsed)
+        {
+            SaveOverrides();
+        }
+        if (probe)
+        {
+            ProbeNow?.Invoke(pool, backend);
+        }
+    }
+
+    /// <summary>Arms the backend's one timer for the next lapse of its ejection or override (under the lock).</summary>
+    private void ScheduleTimer(PoolState pool, BackendState backend)
+    {
+        var i = backend.Inputs;
+        var now = _time.GetUtcNow();
+        DateTimeOffset? next = null;
+        if (i.EjectedUntil is { } until && until > now)
+        {
+            next = until;
+        }
+        if (i.Override?.Expires is { } expires && expires > now && (next is null || expires < next))
+        {
+            next = expires;
+        }
+        i.Timer?.Dispose();
+        i.Timer = next is { } at
+            ? _time.CreateTimer(static s => { var (a, p, b) = ((HealthAuthority, PoolState, BackendState))s!; a.OnTimer(p, b); }, (this, pool, backend), at - now, Timeout.InfiniteTimeSpan)
+            : null;
+    }
+
+    private static void EndEjection(HealthInputs i, DateTimeOffset now)
+    {
+        i.EjectedUntil = null;
+        i.EjectionReason = null;
+        i.LastEjectionEnd = now;
+    }
+
+    /// <summary>
+    /// Computes the backend's health from its inputs and publishes it; on a change of status,
+    /// records the event, republishes the pool's available set and logs it (under the lock).
+    /// </summary>
+    private void Recompute(PoolState pool, BackendState backend, bool initial = false, bool rampUp = true)
+    {
+        var now = _time.GetUtcNow();
+        var previous = backend.Health;
+        var i = backend.Inputs;
+        var (status, reason, source) = Compute(pool.Config.Health, i, now);
+        var statusChanged = status != previous.Status;
+        if (!initial && !statusChanged && reason == previous.Reason && ReferenceEquals(i.LastProbe, previous.LastProbe)
+            && ReferenceEquals(i.Override, previous.Override) && i.EjectedUntil == previous.EjectedUntil)
+        {
+            return;
+        }
+        var next = new BackendHealth(status, reason, statusChanged || initial ? now : previous.Since, source, i.LastProbe, i.Override, i.EjectedUntil);
+        backend.PublishHealth(next);
+        if (!statusChanged)
+        {
+            if (initial)
+            {
+                pool.RepublishAvailable();
+            }
+            return;
+        }
+        var change = new HealthEvent(Interlocked.Increment(ref _sequence), pool.Name, backend.DisplayName, previous.Status, status, reason, source, now);
+        backend.History.Add(change);
+        if (status == HealthStatus.Healthy && rampUp)
+        {
+            backend.BeginSlowStart();
+        }
+        pool.RepublishAvailable();
+        LogChange(change);
+        Changed?.Invoke(change);
+    }
+
+    /// <summary>The precedence rules, as one pure function.</summary>
+    internal static (HealthStatus, string, HealthSource) Compute(HealthConfig config, HealthInputs i, DateTimeOffset now)
+    {
+        if (i.Override is { } o && o.IsActive(now))
+        {
+            return o.Kind switch
+            {
+                OverrideKind.Disable => (HealthStatus.Disabled, $"disabled by {o.By}: {o.Reason}", HealthSource.Admin),
+                OverrideKind.Drain => (HealthStatus.Draining, $"draining by {o.By}: {o.Reason}", HealthSource.Admin),
+                _ => (HealthStatus.Healthy, $"forced healthy by {o.By}: {o.Reason}", HealthSource.Admin),
+            };
+        }
+        if (i.EjectedUntil is { } until)
+        {
+            return now < until
+                ? (HealthStatus.Ejected, i.EjectionReason ?? "ejected", HealthSource.Passive)
+                : (HealthStatus.Ejected, $"{i.EjectionReason}; the ejection is over, waiting for a passing health check", HealthSource.Passive);
+        }
+        if (config.Active is not { } active)
+        {
+            return (HealthStatus.Healthy, config.Passive.Enabled ? "no active health check configured; watched by passive checks" : "no health checks configured", HealthSource.Config);
+        }
+        var probe = i.LastProbe;
+        return i.ActiveUp switch
+        {
+            null when probe is null => (HealthStatus.Pending, "waiting for the first health check", HealthSource.Active),
+            null => (HealthStatus.Pending, $"waiting for a passing health check ({i.ProbeFailures} of {active.UnhealthyAfter} failed): {probe.Detail}", HealthSource.Active),
+            true => (HealthStatus.Healthy, $"health check passed: {probe?.Detail}", HealthSource.Active),
+            false => (HealthStatus.Unhealthy, probe?.Detail ?? "health check failed", HealthSource.Active),
+        };
+    }
+
+    /// <summary>Writes every admin override in force to the state file, atomically.</summary>
+    private void SaveOverrides()
+    {
+        if (_stateFile is null)
+        {
+            return;
+        }
+        lock (_saveLock)
+        {
+            var saved = new List<SavedOverride>();
+            foreach (var pool in _pools())
+            {
+                foreach (var backend in pool.Backends)
+                {
+                    if (backend.Health.Override is { } o)
+                    {
+                        saved.Add(new SavedOverride(pool.Name, backend.Address, AdminOverride.Name(o.Kind), o.Reason, o.By, o.Since, o.Expires));
+                    }
+                }
+            }
+            try
+            {
+                _stateFile.Save(saved);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                LogStateFileError(_stateFile.Path, e.Message);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var pool in _pools())
+        {
+            lock (pool.HealthLock)
+            {
+                foreach (var backend in pool.Backends)
+                {
+                    backend.Inputs.Timer?.Dispose();
+                    backend.Inputs.Timer = null;
+                }
+            }
+        }
+    }
+}
