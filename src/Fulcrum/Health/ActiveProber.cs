@@ -6,8 +6,9 @@ namespace Fulcrum.Health;
 /// Runs one probe loop per backend of every pool with active checks. A loop is a one-shot timer
 /// re-armed only when its probe has finished, so at most one probe per backend is ever in flight
 /// and probes never pile up behind a slow backend. A new backend is probed at once; a pending,
-/// unhealthy or ejected one every <c>fast_interval</c>; a healthy one every <c>interval</c>; each
-/// with up to <c>jitter</c> added so that a thousand backends are not probed in one burst.
+/// unhealthy or ejected one, or a healthy one whose last probe failed, every <c>fast_interval</c>;
+/// a healthy one every <c>interval</c>; each with up to <c>jitter</c> added so that a thousand
+/// backends are not probed in one burst.
 /// </summary>
 public sealed class ActiveProber : IDisposable
 {
@@ -54,7 +55,9 @@ public sealed class ActiveProber : IDisposable
             loop = new ProbeLoop(this, pool, backend);
             _loops[backend] = loop;
         }
-        loop.Schedule(TimeSpan.Zero);
+        // Probe at once rather than on the next timer tick: a new instance takes traffic as soon
+        // as it answers (the probe runs on this thread up to its first network wait).
+        _ = loop.RunNowAsync();
     }
 
     public void Stop(BackendState backend)
@@ -104,7 +107,7 @@ public sealed class ActiveProber : IDisposable
         private readonly ITimer _timer;
         private readonly CancellationTokenSource _stop = new();
         private readonly object _lock = new();
-        private Task<ProbeResult?>? _running;
+        private TaskCompletionSource<ProbeResult?>? _running;
 
         public ProbeLoop(ActiveProber owner, PoolState pool, BackendState backend)
         {
@@ -127,6 +130,7 @@ public sealed class ActiveProber : IDisposable
 
         public Task<ProbeResult?> RunNowAsync()
         {
+            TaskCompletionSource<ProbeResult?> running;
             lock (_lock)
             {
                 if (_stop.IsCancellationRequested)
@@ -134,11 +138,19 @@ public sealed class ActiveProber : IDisposable
                     return Task.FromResult<ProbeResult?>(null);
                 }
                 // One probe in flight per backend: a second caller shares the running one.
-                return _running ??= RunAsync();
+                if (_running is { } existing)
+                {
+                    return existing.Task;
+                }
+                // Published before the probe starts, so a probe that completes synchronously
+                // cannot clear it before it is set.
+                _running = running = new TaskCompletionSource<ProbeResult?>(TaskCreationOptions.RunContinuationsAsynchronously);
             }
+            _ = RunAsync(running);
+            return running.Task;
         }
 
-        private async Task<ProbeResult?> RunAsync()
+        private async Task RunAsync(TaskCompletionSource<ProbeResult?> running)
         {
             var config = _pool.Config.Health.Active!;
             ProbeResult? result = null;
@@ -151,11 +163,10 @@ public sealed class ActiveProber : IDisposable
                 {
                     _owner._authority.ReportProbe(_pool, _backend, result);
                 }
-                return result;
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)
             {
-                return null;
+                result = null;
             }
             finally
             {
@@ -167,12 +178,16 @@ public sealed class ActiveProber : IDisposable
                 {
                     Schedule(NextDelay(config));
                 }
+                running.TrySetResult(result);
             }
         }
 
         private TimeSpan NextDelay(Configuration.ActiveHealthConfig config)
         {
-            var interval = _backend.Health.Status == HealthStatus.Healthy ? config.Interval : config.FastInterval;
+            // The full interval only while healthy and passing; a failing healthy backend is on its
+            // way down (HAProxy's fastinter), so it is confirmed quickly.
+            var health = _backend.Health;
+            var interval = health.Status == HealthStatus.Healthy && health.LastProbe is not { Success: false } ? config.Interval : config.FastInterval;
 #pragma warning disable CA5394 // jitter spreads probes; it is not a secret
             var jitter = config.Jitter > TimeSpan.Zero ? TimeSpan.FromTicks(Random.Shared.NextInt64(config.Jitter.Ticks)) : TimeSpan.Zero;
 #pragma warning restore CA5394
