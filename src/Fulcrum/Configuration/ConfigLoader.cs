@@ -59,6 +59,13 @@ public static class ConfigLoader
         {
             stream.Load(new StringReader(text));
         }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            // YamlDotNet's node model throws these for shapes its parser accepted (a duplicate
+            // key made through an alias, for one); they carry no position.
+            context.Errors.Add(new ConfigError(file, 1, 1, $"YAML: {e.Message}"));
+            return new ConfigLoadResult(null, context.Errors, context.Map);
+        }
         catch (YamlException e)
         {
             var message = e.InnerException is { } inner && e.Message.Contains("Duplicate key", StringComparison.OrdinalIgnoreCase) is false
@@ -368,7 +375,12 @@ public static class ConfigLoader
                 pool.Error(node, $"{path}: {error}");
                 return null;
             }
-            var shorthand = new BackendConfig(text.Trim(), endpoint!, 1, null);
+            if (endpoint!.IsAnyHost)
+            {
+                pool.Error(node, $"{path}: '{text}' has no host; '*' means every interface and is for listeners only");
+                return null;
+            }
+            var shorthand = new BackendConfig(text.Trim(), endpoint, 1, null);
             pool.Locate(shorthand, node);
             return shorthand;
         }
@@ -382,6 +394,11 @@ public static class ConfigLoader
         var name = map.String("name");
         if (address is null)
         {
+            return null;
+        }
+        if (address.IsAnyHost)
+        {
+            map.Error(map.Value("address")!, $"{map.Describe("address")}: '{address}' has no host; '*' means every interface and is for listeners only");
             return null;
         }
         var backend = new BackendConfig(map.String("address")!.Trim(), address, weight, string.IsNullOrEmpty(name) ? null : name);

@@ -21,17 +21,18 @@ public static class ConfigValidator
             errors.Add(map.Error(config, "listeners", "no listeners: add at least one, like '- { name: web, address: 127.0.0.1:8080 }' under listeners"));
         }
         CheckUnique(config.Listeners, l => l.Name, "listener", map, errors);
-        var bound = new Dictionary<HostPort, ListenerConfig>();
+        var bound = new List<ListenerConfig>();
         foreach (var listener in config.Listeners)
         {
-            if (listener.Address.Port != 0 && !bound.TryAdd(listener.Address, listener))
+            if (bound.Find(other => Overlaps(other.Address, listener.Address)) is { } earlier)
             {
-                errors.Add(map.Error(listener, "address", $"listener '{listener.Name}' uses address {listener.Address}, already used by listener '{bound[listener.Address].Name}'"));
+                errors.Add(map.Error(listener, "address", $"listener '{listener.Name}' uses address {listener.Address}, which overlaps listener '{earlier.Name}' ({earlier.Address})"));
             }
+            bound.Add(listener);
         }
-        if (config.Admin is { } admin && admin.Address.Port != 0 && bound.TryGetValue(admin.Address, out var clash))
+        if (config.Admin is { } admin && bound.Find(l => Overlaps(l.Address, admin.Address)) is { } clash)
         {
-            errors.Add(map.Error(admin, "address", $"admin.address {admin.Address} is already used by listener '{clash.Name}'"));
+            errors.Add(map.Error(admin, "address", $"admin.address {admin.Address} overlaps listener '{clash.Name}' ({clash.Address})"));
         }
 
         if (config.Routes.Count == 0 && declared?.Contains("routes") != true)
@@ -124,6 +125,18 @@ public static class ConfigValidator
             }
         }
     }
+
+    /// <summary>
+    /// Whether two addresses cannot both be bound: the same port on the same host, or on a
+    /// wildcard (<c>*</c>, <c>0.0.0.0</c>, <c>::</c>) that takes the port on every interface.
+    /// Port 0 (any free port) never clashes.
+    /// </summary>
+    internal static bool Overlaps(HostPort a, HostPort b) =>
+        a.Port != 0 && a.Port == b.Port && (IsWildcard(a.Host) || IsWildcard(b.Host) || Canonical(a.Host) == Canonical(b.Host));
+
+    private static bool IsWildcard(string host) => host is "*" or "0.0.0.0" or "::";
+
+    private static string Canonical(string host) => host.Equals("localhost", StringComparison.OrdinalIgnoreCase) ? "127.0.0.1" : host.ToLowerInvariant();
 
     internal static bool IsValidHostPattern(string host)
     {

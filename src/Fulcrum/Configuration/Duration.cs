@@ -8,6 +8,12 @@ namespace Fulcrum.Configuration;
 /// </summary>
 public static class Duration
 {
+    /// <summary>
+    /// The longest duration accepted: timers in .NET (and so every timeout here) cannot wait much
+    /// longer than 24.8 days (int.MaxValue milliseconds).
+    /// </summary>
+    public static TimeSpan Max { get; } = TimeSpan.FromDays(24);
+
     public static bool TryParse(string text, out TimeSpan value, out string error)
     {
         value = TimeSpan.Zero;
@@ -62,7 +68,11 @@ public static class Duration
                     error = $"'{text}' has an unknown unit '{unit}'; use ms, s, m, h or d";
                     return false;
             }
-            total += TimeSpan.FromMilliseconds(ms);
+            if (double.IsInfinity(ms) || ms > Max.TotalMilliseconds || (total += TimeSpan.FromMilliseconds(ms)) > Max)
+            {
+                error = $"'{text}' is too long; the longest duration is {Format(Max)}";
+                return false;
+            }
         }
         value = total;
         return true;
@@ -78,6 +88,10 @@ public static class Duration
         if (value.Ticks % TimeSpan.TicksPerSecond != 0)
         {
             return ((long)value.TotalMilliseconds).ToString(CultureInfo.InvariantCulture) + "ms";
+        }
+        if (value.Ticks % TimeSpan.TicksPerDay == 0)
+        {
+            return ((long)value.TotalDays).ToString(CultureInfo.InvariantCulture) + "d";
         }
         if (value.Ticks % TimeSpan.TicksPerHour == 0)
         {

@@ -22,6 +22,7 @@ public static class ErrorCodes
         FulcrumError.BadRequest => "bad_request",
         FulcrumError.UnsupportedTransferEncoding => "unsupported_transfer_encoding",
         FulcrumError.ClientAborted => "client_aborted",
+        FulcrumError.InternalError => "internal_error",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
 
@@ -43,6 +44,7 @@ public static class ErrorCodes
         FulcrumError.UnsupportedTransferEncoding => 501,
         // Never sent (the client is gone); logged as nginx does.
         FulcrumError.ClientAborted => 499,
+        FulcrumError.InternalError => 500,
         _ => 500,
     };
 

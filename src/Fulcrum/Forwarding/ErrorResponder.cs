@@ -111,6 +111,7 @@ internal static class ErrorResponder
         FulcrumError.UpstreamProtocolError => "The backend's answer is not valid HTTP/1.1: check that the address points at an HTTP server (not TLS or another protocol).",
         FulcrumError.ClientTimeout => "The client stopped sending its request for longer than timeouts.idle; raise it for routes with slow uploads.",
         FulcrumError.UnsupportedTransferEncoding => "Send the body with 'Transfer-Encoding: chunked' alone, or with a Content-Length; put compression in Content-Encoding.",
+        FulcrumError.InternalError => "This is a bug in Fulcrum: its log has the details under the same request id; please report it.",
         FulcrumError.BadRequest => "The request is malformed and was refused before reaching any backend; fix the client.",
         _ => "",
     };

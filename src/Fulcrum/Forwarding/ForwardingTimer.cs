@@ -20,6 +20,7 @@ internal sealed class ForwardingTimer : IDisposable
     private readonly CancellationToken _clientAborted;
     private readonly CancellationTokenRegistration _registration;
     private readonly TimeSpan _idle;
+    private int _disposed;
 
     public ForwardingTimer(CancellationToken clientAborted, TimeSpan idle)
     {
@@ -64,12 +65,25 @@ internal sealed class ForwardingTimer : IDisposable
     private void Arm(TimeSpan timeout)
     {
         Armed = timeout;
-        // CancelAfter on a source that already fired is a no-op, which is what we want.
-        _source.CancelAfter(timeout);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+        try
+        {
+            // CancelAfter on a source that already fired is a no-op, which is what we want.
+            _source.CancelAfter(timeout);
+        }
+        catch (ObjectDisposedException)
+        {
+            // With Expect: 100-continue the handler may still be sending the body after the
+            // exchange failed and this timer was disposed; there is nothing left to time.
+        }
     }
 
     public void Dispose()
     {
+        Volatile.Write(ref _disposed, 1);
         _registration.Dispose();
         _source.Dispose();
     }

@@ -20,4 +20,5 @@ public enum FulcrumError
     BadRequest,
     UnsupportedTransferEncoding,
     ClientAborted,
+    InternalError,
 }

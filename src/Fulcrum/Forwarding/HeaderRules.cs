@@ -52,19 +52,31 @@ internal static class HeaderRules
         }
     }
 
-    /// <summary>Copies the backend's response headers to the client, minus hop-by-hop ones.</summary>
-    public static void CopyResponseHeaders(HttpHeaders source, IHeaderDictionary destination, StringValues connection)
+    /// <summary>
+    /// Copies the backend's response headers to the client, minus hop-by-hop ones. Returns the
+    /// first header Kestrel refuses to send (a control character in a value, a Content-Length
+    /// that is not a number), or null when all were copied.
+    /// </summary>
+    public static string? CopyResponseHeaders(HttpHeaders source, IHeaderDictionary destination, StringValues connection, bool dropContentLength)
     {
         foreach (var header in source.NonValidated)
         {
             var name = header.Key;
-            if (IsHopByHop(name, connection))
+            if (IsHopByHop(name, connection) || (dropContentLength && string.Equals(name, "Content-Length", StringComparison.OrdinalIgnoreCase)))
             {
                 continue;
             }
             var values = header.Value;
-            destination[name] = values.Count == 1 ? new StringValues(values.ToString()) : new StringValues([.. values]);
+            try
+            {
+                destination[name] = values.Count == 1 ? new StringValues(values.ToString()) : new StringValues([.. values]);
+            }
+            catch (InvalidOperationException)
+            {
+                return $"{name}: {values}";
+            }
         }
+        return null;
     }
 
     /// <summary>The backend's Connection header, read without validation.</summary>

@@ -52,7 +52,7 @@ internal sealed class HttpForwarder
         {
             record.ConnectMs = request.ConnectMilliseconds;
             record.BytesIn += content?.BytesSent ?? 0;
-            var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content);
+            var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content, request.Connecting);
             request.Dispose();
             return new ForwardResult(error, detail, 0, content?.Started ?? false, false);
         }
@@ -72,7 +72,7 @@ internal sealed class HttpForwarder
     private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, ForwardingTimer timer, string requestId)
     {
         var incoming = context.Request;
-        var uri = new Uri(backend.BaseUri + RequestTarget.PathAndQuery(incoming), in RawUri);
+        var uri = new Uri(backend.BaseUri + RequestTarget.PathAndQuery(incoming, context.Features.Get<IHttpRequestFeature>()?.RawTarget), in RawUri);
         var request = new UpstreamRequest(HttpMethod.Parse(incoming.Method), uri)
         {
             Version = HttpVersion.Version11,
@@ -92,7 +92,9 @@ internal sealed class HttpForwarder
         var headers = request.Headers;
         if (pool.HostHeader == HostHeaderMode.Preserve && incoming.Host.HasValue)
         {
-            headers.Host = incoming.Host.Value;
+            // Without validation: Kestrel accepts host characters (!$&'()~) that the typed
+            // Host setter would refuse with an exception.
+            headers.TryAddWithoutValidation("Host", incoming.Host.Value);
         }
 
         var client = context.Connection.RemoteIpAddress;
@@ -109,15 +111,14 @@ internal sealed class HttpForwarder
         }
         headers.Remove("X-Forwarded-Proto");
         headers.TryAddWithoutValidation("X-Forwarded-Proto", incoming.Scheme);
+        headers.Remove("X-Forwarded-Host");
         if (incoming.Host.HasValue)
         {
-            headers.Remove("X-Forwarded-Host");
             headers.TryAddWithoutValidation("X-Forwarded-Host", incoming.Host.Value);
         }
-        if (!headers.Contains(HeaderRules.RequestIdHeader))
-        {
-            headers.TryAddWithoutValidation(HeaderRules.RequestIdHeader, requestId);
-        }
+        // One id everywhere: the client's when it was usable, else Fulcrum's (RequestIds).
+        headers.Remove(HeaderRules.RequestIdHeader);
+        headers.TryAddWithoutValidation(HeaderRules.RequestIdHeader, requestId);
         return request;
     }
 
@@ -127,13 +128,18 @@ internal sealed class HttpForwarder
         var outgoing = context.Response;
         outgoing.StatusCode = status;
         var connection = HeaderRules.ConnectionOf(response);
-        HeaderRules.CopyResponseHeaders(response.Headers, outgoing.Headers, connection);
-        HeaderRules.CopyResponseHeaders(response.Content.Headers, outgoing.Headers, connection);
-        if (!outgoing.Headers.ContainsKey(HeaderRules.RequestIdHeader))
+        // A chunked response's own Content-Length is meaningless (RFC 9112 §6.3): drop it, or the
+        // client would be told a length the body does not have.
+        var chunked = response.Headers.TransferEncodingChunked == true;
+        var badHeader = HeaderRules.CopyResponseHeaders(response.Headers, outgoing.Headers, connection, dropContentLength: chunked)
+            ?? HeaderRules.CopyResponseHeaders(response.Content.Headers, outgoing.Headers, connection, dropContentLength: chunked);
+        if (badHeader is not null)
         {
-            outgoing.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
+            outgoing.Clear();
+            return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend sent an invalid response header: {badHeader}", status, false, false);
         }
-        var length = response.Content.Headers.ContentLength;
+        outgoing.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
+        var length = chunked ? null : response.Content.Headers.ContentLength;
         if (length is null)
         {
             // Streaming: send the headers now rather than with the first chunk of body, so a

@@ -34,9 +34,15 @@ internal static class RequestGuard
     public static (FulcrumError Error, string Message)? Check(HttpContext context)
     {
         var request = context.Request;
-        if (context.Features.Get<IHttpRequestFeature>()?.RawTarget is { } target && target.AsSpan().ContainsAny(TargetInvalid))
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (target is not null && target.AsSpan().ContainsAny(TargetInvalid))
         {
             return (FulcrumError.BadRequest, "the request target holds a control character or a space");
+        }
+        if (RequestTarget.HasEncodedSlash(target) && RequestTarget.HasEncodedPercentSlash(target))
+        {
+            // Kestrel decodes both to "%2F"; which was which cannot be told apart afterwards.
+            return (FulcrumError.BadRequest, "the path holds both an encoded slash (%2F) and an encoded '%2F' text (%252F), which cannot be passed on unambiguously");
         }
 
         foreach (var header in request.Headers)

@@ -9,13 +9,19 @@ namespace Fulcrum.Forwarding;
 /// and removed dot segments), encoded again, so the backend sees exactly the path the route matched:
 /// "/public/../admin" cannot reach an admin pool through a public route. The query goes as received.
 /// </summary>
+/// <remarks>
+/// Kestrel decodes every escape but an encoded slash, which it leaves as the three characters
+/// "%2F"; a decoded "%2F" may therefore come from a kept "%2F" or from "%252F" (an encoded percent
+/// sign followed by "2F"). The raw target tells which: a raw "%2F" is a kept slash (and "%252F" does
+/// not contain "%2F"). A raw target holding both is refused by <see cref="RequestGuard"/>.
+/// </remarks>
 internal static class RequestTarget
 {
     // RFC 3986 pchar minus '%', plus '/': what a path may hold unescaped.
     private static readonly SearchValues<char> PathSafe =
         SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/");
 
-    public static string PathAndQuery(HttpRequest request)
+    public static string PathAndQuery(HttpRequest request, string? rawTarget)
     {
         var path = request.Path.Value;
         var query = request.QueryString.Value ?? "";
@@ -27,10 +33,23 @@ internal static class RequestTarget
         {
             return query.Length == 0 ? path : string.Concat(path, query);
         }
-        return EncodePath(path) + query;
+        return EncodePath(path, keepEncodedSlash: HasEncodedSlash(rawTarget)) + query;
     }
 
-    internal static string EncodePath(string path)
+    /// <summary>Whether the raw path (before any '?') holds an encoded slash.</summary>
+    internal static bool HasEncodedSlash(string? rawTarget) => RawPath(rawTarget).Contains("%2F", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether the raw path holds an encoded percent sign followed by "2F".</summary>
+    internal static bool HasEncodedPercentSlash(string? rawTarget) => RawPath(rawTarget).Contains("%252F", StringComparison.OrdinalIgnoreCase);
+
+    private static ReadOnlySpan<char> RawPath(string? rawTarget)
+    {
+        var raw = rawTarget.AsSpan();
+        var q = raw.IndexOf('?');
+        return q < 0 ? raw : raw[..q];
+    }
+
+    internal static string EncodePath(string path, bool keepEncodedSlash)
     {
         var builder = new StringBuilder(path.Length + 16);
         Span<byte> utf8 = stackalloc byte[4];
@@ -42,9 +61,9 @@ internal static class RequestTarget
                 builder.Append(c);
                 continue;
             }
-            // Kestrel leaves an encoded slash (%2F) encoded in the decoded path so that it cannot be
-            // confused with a separator; pass it on as it came.
-            if (c == '%' && i + 2 < path.Length && path[i + 1] == '2' && (path[i + 2] == 'F' || path[i + 2] == 'f'))
+            // A slash Kestrel kept encoded goes on as it came; any other '%' is a literal percent
+            // sign the client encoded, and is encoded again.
+            if (keepEncodedSlash && c == '%' && i + 2 < path.Length && path[i + 1] == '2' && (path[i + 2] == 'F' || path[i + 2] == 'f'))
             {
                 builder.Append(c);
                 continue;

@@ -14,12 +14,16 @@ internal sealed class StreamingRequestContent : HttpContent
     private readonly HttpRequest _request;
     private readonly ForwardingTimer _timer;
     private readonly TimeSpan _responseTimeout;
+    private readonly CancellationToken _token;
 
     public StreamingRequestContent(HttpRequest request, ForwardingTimer timer, TimeSpan responseTimeout)
     {
         _request = request;
         _timer = timer;
         _responseTimeout = responseTimeout;
+        // Taken now: the handler may start sending the body late (Expect: 100-continue), after
+        // the timer's source is gone, and reading Token from a disposed source throws.
+        _token = timer.Token;
     }
 
     /// <summary>True once the backend connection asked for the body: the request may have been received.</summary>
@@ -37,7 +41,7 @@ internal sealed class StreamingRequestContent : HttpContent
     {
         Started = true;
         var reader = _request.BodyReader;
-        var token = _timer.Token;
+        var token = _token;
         while (true)
         {
             _timer.Activity(WaitingOn.Client);

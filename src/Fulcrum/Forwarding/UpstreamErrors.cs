@@ -9,11 +9,17 @@ namespace Fulcrum.Forwarding;
 internal static class UpstreamErrors
 {
     /// <summary>A failure before response headers arrived.</summary>
-    public static (FulcrumError Error, string Detail) BeforeResponse(Exception exception, ForwardingTimer timer, StreamingRequestContent? content)
+    public static (FulcrumError Error, string Detail) BeforeResponse(Exception exception, ForwardingTimer timer, StreamingRequestContent? content, bool connecting)
     {
         if (timer.ClientAborted)
         {
             return (FulcrumError.ClientAborted, "the client closed the connection before the response");
+        }
+        if (timer.TimedOut && connecting)
+        {
+            // The response timeout ran out before a connection was even open: the backend never
+            // saw the request, so this is a connect failure (and another backend may be tried).
+            return (FulcrumError.ConnectTimeout, $"no connection within {Duration.Format(timer.Armed)} (the route's response timeout ran out while connecting)");
         }
         if (timer.TimedOut)
         {

@@ -46,6 +46,10 @@ internal static class UpstreamHandlerFactory
         var timeout = request?.ConnectTimeout ?? TimeoutsConfig.DefaultConnect;
         var started = Stopwatch.GetTimestamp();
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        if (request is not null)
+        {
+            request.Connecting = true;
+        }
         try
         {
             using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -66,6 +70,7 @@ internal static class UpstreamHandlerFactory
         }
         if (request is not null)
         {
+            request.Connecting = false;
             request.ConnectTicks = Stopwatch.GetTimestamp() - started;
         }
         return new NetworkStream(socket, ownsSocket: true);

@@ -16,6 +16,9 @@ internal sealed class UpstreamRequest : HttpRequestMessage
 
     public TimeSpan ConnectTimeout { get; init; }
 
+    /// <summary>True while the connect callback is opening a connection for this request.</summary>
+    public bool Connecting { get; set; }
+
     /// <summary>Stopwatch ticks spent connecting, when this request opened a new connection; else 0.</summary>
     public long ConnectTicks { get; set; }
 

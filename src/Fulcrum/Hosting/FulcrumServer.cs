@@ -90,7 +90,7 @@ public sealed class FulcrumServer : IAsyncDisposable
             throw;
         }
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
-        var pipeline = new RequestPipeline(runtime, accessLog);
+        var pipeline = new RequestPipeline(runtime, accessLog, proxy.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Fulcrum.Requests"));
         proxy.Run(pipeline.InvokeAsync);
 
         ListenOptions? adminListen = null;
@@ -174,7 +174,15 @@ public sealed class FulcrumServer : IAsyncDisposable
         }
         else
         {
-            var resolved = Dns.GetHostAddresses(address.Host);
+            IPAddress[] resolved;
+            try
+            {
+                resolved = Dns.GetHostAddresses(address.Host);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                throw new IOException($"cannot listen on {address}: the host name '{address.Host}' does not resolve ({e.Message})", e);
+            }
             kestrel.Listen(resolved[0], address.Port, l => configure(l));
         }
     }
@@ -226,5 +234,9 @@ public sealed class FulcrumServer : IAsyncDisposable
         }
         Runtime.Dispose();
         await _accessLog.DisposeAsync().ConfigureAwait(false);
+        if (_accessLog.Dropped > 0)
+        {
+            await Console.Error.WriteLineAsync($"fulcrum: {_accessLog.Dropped} access log line(s) were dropped because the log could not keep up").ConfigureAwait(false);
+        }
     }
 }

@@ -4,6 +4,7 @@ using Fulcrum.Health;
 using Fulcrum.Observability;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace Fulcrum.Hosting;
 
@@ -11,16 +12,19 @@ namespace Fulcrum.Hosting;
 /// The one terminal middleware every proxied request goes through:
 /// guard → snapshot → route → pick → forward (another backend on connect failure) → respond → log.
 /// </summary>
-internal sealed class RequestPipeline
+internal sealed partial class RequestPipeline
 {
     private readonly FulcrumRuntime _runtime;
     private readonly HttpForwarder _forwarder = new();
     private readonly AccessLog _accessLog;
 
-    public RequestPipeline(FulcrumRuntime runtime, AccessLog accessLog)
+    private readonly ILogger _logger;
+
+    public RequestPipeline(FulcrumRuntime runtime, AccessLog accessLog, ILogger logger)
     {
         _runtime = runtime;
         _accessLog = accessLog;
+        _logger = logger;
     }
 
     public async Task InvokeAsync(HttpContext context)
@@ -29,6 +33,21 @@ internal sealed class RequestPipeline
         try
         {
             await HandleAsync(context, record).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // A bug, not an expected failure (those are values): answer with a code rather than
+            // Kestrel's bare 500, and log it with the request id the client was given.
+            record.Error = FulcrumError.InternalError;
+            LogUnexpected(record.RequestId, e);
+            if (!context.Response.HasStarted)
+            {
+                await ErrorResponder.WriteAsync(context, FulcrumError.InternalError, record, "Fulcrum failed while handling this request.", []).ConfigureAwait(false);
+            }
+            else
+            {
+                context.Abort();
+            }
         }
         finally
         {
@@ -174,4 +193,7 @@ internal sealed class RequestPipeline
         }
         return reports;
     }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Error, Message = "request {RequestId} failed with an unexpected error")]
+    private partial void LogUnexpected(string requestId, Exception exception);
 }

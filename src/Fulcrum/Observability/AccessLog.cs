@@ -167,9 +167,17 @@ public sealed class AccessLog : IAsyncDisposable
                 await _output!.FlushAsync().ConfigureAwait(false);
             }
         }
-        catch (IOException)
+        catch (Exception e)
         {
-            // The output went away (a closed pipe): stop logging rather than take the process down.
+            // The output failed (a closed pipe, a full disk): stop logging rather than take the
+            // process down, say so once, and give back every buffer still queued.
+            _channel.Writer.TryComplete();
+            await Console.Error.WriteLineAsync($"fulcrum: the access log stopped: {e.Message}").ConfigureAwait(false);
+            while (reader.TryRead(out var item))
+            {
+                ArrayPool<byte>.Shared.Return(item.Buffer);
+                Interlocked.Increment(ref _dropped);
+            }
         }
     }
 

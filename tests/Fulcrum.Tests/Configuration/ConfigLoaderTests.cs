@@ -196,7 +196,7 @@ public class ConfigLoaderTests
             pools: [{ name: p, backends: [127.0.0.1:9000] }]
             admin: { address: 127.0.0.1:8080 }
             """, "l.yaml");
-        Assert.Contains(result.Errors, e => e.Line == 3 && e.Message.Contains("already used by listener 'a'", StringComparison.Ordinal));
+        Assert.Contains(result.Errors, e => e.Line == 3 && e.Message.Contains("overlaps listener 'a'", StringComparison.Ordinal));
         Assert.Contains(result.Errors, e => e.Line == 6 && e.Message.Contains("admin.address", StringComparison.Ordinal));
     }
 
@@ -231,5 +231,60 @@ public class ConfigLoaderTests
               address: 127.0.0.1:9901
             """;
         Assert.True(ConfigLoader.LoadText(yaml, "design.yaml").Success);
+    }
+
+    [Theory]
+    [InlineData("idle: 60d", "too long; the longest duration is 24d")]
+    [InlineData("idle: 99999999999d", "too long")]
+    [InlineData("idle: 1e400s", "unknown unit 'e'")]
+    public void LoadText_DurationBeyondWhatTimersCanWait_IsRefused(string timeout, string expected)
+    {
+        var result = ConfigLoader.LoadText($$"""
+            listeners: [{ name: web, address: 127.0.0.1:8080 }]
+            routes: [{ name: r, pool: p, timeouts: { {{timeout}} } }]
+            pools: [{ name: p, backends: [127.0.0.1:9000] }]
+            """, "d.yaml");
+        Assert.Contains(result.Errors, e => e.Message.Contains(expected, StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("backends: ['*:8080']")]
+    [InlineData("backends: [{ address: '*:8080' }]")]
+    public void LoadText_WildcardBackend_IsRefused(string backends)
+    {
+        var result = ConfigLoader.LoadText($$"""
+            listeners: [{ name: web, address: 127.0.0.1:8080 }]
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, {{backends}} }]
+            """, "w.yaml");
+        Assert.Contains(result.Errors, e => e.Message.Contains("'*' means every interface and is for listeners only", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("*:8080", "127.0.0.1:8080")]
+    [InlineData("0.0.0.0:8080", "localhost:8080")]
+    [InlineData("localhost:8080", "127.0.0.1:8080")]
+    public void LoadText_OverlappingListenerAddresses_AreRefused(string a, string b)
+    {
+        var result = ConfigLoader.LoadText($$"""
+            listeners:
+              - { name: a, address: '{{a}}' }
+              - { name: b, address: '{{b}}' }
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [127.0.0.1:9000] }]
+            """, "o.yaml");
+        Assert.Contains(result.Errors, e => e.Message.Contains("overlaps listener 'a'", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("listeners: &a [1]\nroutes: *a\npools: *a\n")]
+    [InlineData("? [a, b]\n: c\n")]
+    [InlineData("- just\n- a list\n")]
+    [InlineData("listeners: [{ name: web, address: 127.0.0.1:8080, address: 127.0.0.1:8081 }]\n")]
+    public void LoadText_OddYaml_GivesErrorsNotExceptions(string yaml)
+    {
+        var result = ConfigLoader.LoadText(yaml.Replace("\\n", "\n", StringComparison.Ordinal), "odd.yaml");
+        Assert.False(result.Success);
+        Assert.NotEmpty(result.Errors);
     }
 }

@@ -36,6 +36,7 @@ public class DurationTests
     [InlineData(300_000, "5m")]
     [InlineData(3_600_000, "1h")]
     [InlineData(90_000, "90s")]
+    [InlineData(86_400_000, "1d")]
     public void Format_RoundTrips(double ms, string expected) =>
         Assert.Equal(expected, Duration.Format(TimeSpan.FromMilliseconds(ms)));
 }
