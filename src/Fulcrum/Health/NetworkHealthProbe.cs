@@ -37,7 +37,7 @@ internal sealed class NetworkHealthProbe : IHealthProbe, IDisposable
         {
             return config.Type == ProbeType.Tcp
                 ? await TcpAsync(endpoint, port, started, cancellationToken).ConfigureAwait(false)
-                : await HttpAsync(config, endpoint, port, started, cancellationToken).ConfigureAwait(false);
+                : await HttpAsync(config, backend, endpoint, port, started, cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -49,13 +49,11 @@ internal sealed class NetworkHealthProbe : IHealthProbe, IDisposable
         }
     }
 
-    private async Task<ProbeResult> HttpAsync(ActiveHealthConfig config, HostPort endpoint, int port, long started, CancellationToken cancellationToken)
+    private async Task<ProbeResult> HttpAsync(ActiveHealthConfig config, BackendState backend, HostPort endpoint, int port, long started, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(new HttpMethod(config.Method), $"http://{endpoint.UriHost}:{port}{config.Path}")
-        {
-            Version = HttpVersion.Version11,
-        };
-        request.Headers.Host = config.Host ?? $"{endpoint.UriHost}:{port}";
+        var target = backend.ProbeTarget(config, port);
+        using var request = new HttpRequestMessage(target.Method, target.Uri) { Version = HttpVersion.Version11 };
+        request.Headers.TryAddWithoutValidation("Host", target.Host);
         request.Headers.TryAddWithoutValidation("User-Agent", "fulcrum-health-check");
         using var response = await _client.SendAsync(request, cancellationToken).ConfigureAwait(false);
         var status = (int)response.StatusCode;
@@ -71,16 +69,16 @@ internal sealed class NetworkHealthProbe : IHealthProbe, IDisposable
                 return Fail($"health check body from {config.Method} {config.Path} does not contain '{expected}'", status, started);
             }
         }
-        var latency = Stopwatch.GetElapsedTime(started);
-        return new ProbeResult(true, $"{config.Method} {config.Path} answered {status} in {latency.TotalMilliseconds:0} ms", status, latency, _time.GetUtcNow());
+        // The detail holds no latency, so a passing probe leaves the health reason unchanged;
+        // the latency is in the result itself.
+        return new ProbeResult(true, status == 200 ? target.Passed200 : $"{config.Method} {config.Path} answered {status}", status, Stopwatch.GetElapsedTime(started), _time.GetUtcNow());
     }
 
     private async Task<ProbeResult> TcpAsync(HostPort endpoint, int port, long started, CancellationToken cancellationToken)
     {
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(new DnsEndPoint(endpoint.Host, port), cancellationToken).ConfigureAwait(false);
-        var latency = Stopwatch.GetElapsedTime(started);
-        return new ProbeResult(true, $"TCP connect to port {port} in {latency.TotalMilliseconds:0} ms", null, latency, _time.GetUtcNow());
+        return new ProbeResult(true, $"TCP connect to port {port}", null, Stopwatch.GetElapsedTime(started), _time.GetUtcNow());
     }
 
     private static async Task<string> ReadSomeAsync(HttpResponseMessage response, CancellationToken cancellationToken)

@@ -110,6 +110,20 @@ public sealed class BackendState
         }
     }
 
+    private ProbeTarget? _probeTarget;
+
+    /// <summary>The HTTP probe's request parts for this backend, built on first use.</summary>
+    internal ProbeTarget ProbeTarget(ActiveHealthConfig config, int port)
+    {
+        var target = Volatile.Read(ref _probeTarget);
+        if (target is null || target.Uri.Port != port)
+        {
+            target = Fulcrum.Health.ProbeTarget.For(config, Config.Endpoint, port);
+            Volatile.Write(ref _probeTarget, target);
+        }
+        return target;
+    }
+
     internal void UpdateConfig(BackendConfig config) => Volatile.Write(ref _config, config);
 
     /// <summary>Counts a request as started; pair with <see cref="EndRequest"/>.</summary>

@@ -33,7 +33,7 @@ public sealed class FakeProbe(TimeProvider time) : IHealthProbe
             _counts.AddOrUpdate(backend.Address, 1, (_, c) => c + 1);
             var up = _up.TryGetValue(backend.Address, out var u) ? u : DefaultUp;
             var result = up
-                ? new ProbeResult(true, $"{config.Method} {config.Path} answered 200 in 1 ms", 200, TimeSpan.FromMilliseconds(1), time.GetUtcNow())
+                ? new ProbeResult(true, $"{config.Method} {config.Path} answered 200", 200, TimeSpan.FromMilliseconds(1), time.GetUtcNow())
                 : new ProbeResult(false, $"health check got 503 from {config.Method} {config.Path}, expected {config.ExpectedText}", 503, TimeSpan.FromMilliseconds(1), time.GetUtcNow());
             return Task.FromResult(result);
         }
