@@ -69,6 +69,8 @@ internal static class DemoCommand
             pools:
               - name: demo
                 balancing: round_robin
+                health:
+                  active: {"{"} path: /health/ready, interval: 5s {"}"}
                 backends:
 
             """);
@@ -77,7 +79,8 @@ internal static class DemoCommand
             yaml.Append(CultureInfo.InvariantCulture, $"      - {{ name: {b.Name}, address: 127.0.0.1:{b.Port} }}\n");
         }
         yaml.Append("""
-              # A pool whose backend is not running, to show an explained error.
+              # A pool whose backend is not running, to show an explained error: 502 at first,
+              # then, after 5 failures, the backend is ejected and the pool answers 503 saying so.
               - name: nobody-home
                 backends:
                   - address: 127.0.0.1:1
@@ -104,9 +107,11 @@ internal static class DemoCommand
         error.WriteLine($"  curl {url}/                         # run it a few times: demo-1, demo-2, demo-3 take turns");
         error.WriteLine($"  curl -N {url}/events                # server-sent events, streamed one per second");
         error.WriteLine($"  curl '{url}/slow?ms=1500'           # a slow backend answer");
-        error.WriteLine($"  curl -i {url}/broken/               # 502 connect_refused, and the body says why");
+        error.WriteLine($"  curl -i {url}/broken/               # 502 connect_refused, and the body says why;");
+        error.WriteLine($"                                      # after 5 tries the backend is ejected: 503 no_healthy_backend");
         error.WriteLine($"  curl -H 'Accept: application/json' {url}/broken/   # the same, as JSON");
         error.WriteLine();
+        error.WriteLine("Health checks probe /health/ready every 5 s; health changes are logged on stderr.");
         error.WriteLine("The access log (one JSON line per request) goes to stdout. Ctrl-C stops.");
         error.WriteLine();
     }

@@ -45,7 +45,8 @@ public class HealthIntegrationTests
             return Task.CompletedTask;
         });
         await using var slow = await TestBackend.StartAsync("slow", async c => await Task.Delay(5000, c.RequestAborted));
-        var refused = Ports.Unused();
+        using var refusedPort = Ports.Refusing();
+        var refused = refusedPort.Port;
         await using var proxy = await TestProxy.StartAsync(Pool("{ path: /health/ready, interval: 30s, fast_interval: 100ms, timeout: 200ms, unhealthy_after: 1 }",
             notFound.Address, slow.Address, $"127.0.0.1:{refused}"));
         var pool = proxy.Server.Runtime.Pool("main");
@@ -218,5 +219,23 @@ public class HealthIntegrationTests
         var history = dead.History.Snapshot();
         Assert.Equal(HealthStatus.Ejected, history[^1].To);
         Assert.Equal(HealthSource.Passive, history[^1].Source);
+    }
+
+    [Fact]
+    public async Task ProbeSettings_PortHostAndMethod_AreWhatTheBackendSees()
+    {
+        await using var traffic = await TestBackend.StartAsync("traffic");
+        await using var management = await TestBackend.StartAsync("management");
+        await using var proxy = await TestProxy.StartAsync(Pool(
+            $"{{ path: /ready, method: HEAD, host: app.internal, port: {management.Port}, expect_status: [204, '200-299'], interval: 30s }}",
+            traffic.Address));
+        var backend = proxy.Server.Runtime.Pool("main").Backends[0];
+        await WaitForAsync(() => backend.Health.Status == HealthStatus.Healthy);
+        var probe = Assert.Single(management.Seen);
+        Assert.Equal("HEAD", probe.Method);
+        Assert.Equal("/ready", probe.PathAndQuery);
+        Assert.Equal("app.internal", probe.Headers["Host"]);
+        Assert.Equal("fulcrum-health-check", probe.Headers["User-Agent"]);
+        Assert.Equal(0, traffic.Count);
     }
 }

@@ -62,7 +62,8 @@ public class BalancingTests
     public async Task First_PrimaryDown_BackupTakesOver()
     {
         await using var backup = await TestBackend.StartAsync("backup");
-        var dead = Ports.Unused();
+        using var deadPort = Ports.Refusing();
+        var dead = deadPort.Port;
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("first", [$"127.0.0.1:{dead}", backup.Address]));
         await SendAsync(proxy, 20, parallel: 2);
         Assert.Equal(20, backup.Count);

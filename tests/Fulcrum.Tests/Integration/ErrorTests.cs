@@ -10,7 +10,8 @@ public class ErrorTests
     [Fact]
     public async Task RefusedBackend_Gives502ConnectRefused_NamingTheBackend()
     {
-        var dead = Ports.Unused();
+        using var deadPort = Ports.Refusing();
+        var dead = deadPort.Port;
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [$"127.0.0.1:{dead}"]));
         using var response = await proxy.Client.GetAsync("/x");
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
@@ -29,7 +30,11 @@ public class ErrorTests
     [Fact]
     public async Task EveryBackendRefuses_TheBodyListsEachOne_AndEachWasTriedOnce()
     {
-        var ports = new[] { Ports.Unused(), Ports.Unused(), Ports.Unused() };
+        var held = new[] { Ports.Refusing(), Ports.Refusing(), Ports.Refusing() };
+        using var h0 = held[0];
+        using var h1 = held[1];
+        using var h2 = held[2];
+        var ports = held.Select(p => p.Port).ToArray();
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [.. ports.Select(p => $"127.0.0.1:{p}")]));
         using var request = new HttpRequestMessage(HttpMethod.Post, "/order") { Content = new StringContent("{}") };
         request.Headers.Accept.ParseAdd("application/json");
@@ -49,7 +54,8 @@ public class ErrorTests
     public async Task OneBackendRefuses_RequestsGoToTheOthers_WithNoClientError()
     {
         await using var live = await TestBackend.StartAsync("live");
-        var dead = Ports.Unused();
+        using var deadPort = Ports.Refusing();
+        var dead = deadPort.Port;
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [$"127.0.0.1:{dead}", live.Address]));
         for (var i = 0; i < 20; i++)
         {
@@ -86,7 +92,8 @@ public class ErrorTests
     [Fact]
     public async Task ErrorResponseToHead_HasNoBody()
     {
-        var dead = Ports.Unused();
+        using var deadPort = Ports.Refusing();
+        var dead = deadPort.Port;
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [$"127.0.0.1:{dead}"]));
         var raw = await RawHttp.SendAsync(proxy.EndPoint, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         var parts = raw.Text.Split("HTTP/1.1 502 Bad Gateway");

@@ -5,7 +5,19 @@ namespace Fulcrum.Tests.TestSupport;
 
 public static class Ports
 {
-    /// <summary>A loopback port nothing listens on (bound and released), so connecting to it is refused.</summary>
+    /// <summary>
+    /// A loopback port that refuses connections for as long as the returned socket lives: bound but
+    /// never listening, so no other test's server can take it in the meantime (a released port
+    /// can be, and then "refused" becomes a request into someone else's server).
+    /// </summary>
+    public static RefusingPort Refusing()
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return new RefusingPort(socket);
+    }
+
+    /// <summary>A free loopback port to bind (bound and released: use it at once).</summary>
     public static int Unused()
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -42,4 +54,14 @@ public static class Ports
         }
         return (listener, fillers, port);
     }
+}
+
+/// <summary>A port that refuses connections while this lives.</summary>
+public sealed class RefusingPort(Socket socket) : IDisposable
+{
+    public int Port { get; } = ((IPEndPoint)socket.LocalEndPoint!).Port;
+
+    public string Address => $"127.0.0.1:{Port}";
+
+    public void Dispose() => socket.Dispose();
 }
