@@ -29,7 +29,7 @@ public static class ConfigLoader
     private static readonly string[] NoneHealthyModes = ["fail", "route_anyway"];
     private static readonly string[] BackendKeys = ["address", "weight", "name"];
     private static readonly string[] TimeoutKeys = ["connect", "response", "idle"];
-    private static readonly string[] AdminKeys = ["address"];
+    private static readonly string[] AdminKeys = ["address", "token_file"];
     private static readonly string[] AccessLogKeys = ["enabled", "path", "format"];
     private static readonly string[] Protocols = [ListenerConfig.HttpProtocol, ListenerConfig.H2cProtocol];
     private static readonly string[] HostHeaderModes = ["preserve", "backend"];
@@ -416,9 +416,11 @@ public static class ConfigLoader
             return null;
         }
         var address = map.Address("address", required: false, allowPortZero: true) ?? AdminConfig.DefaultAddress;
-        var admin = new AdminConfig(address);
+        var tokenFile = map.String("token_file");
+        var admin = new AdminConfig(address, string.IsNullOrEmpty(tokenFile) ? null : tokenFile);
         map.LocateSelf(admin);
         map.Locate(admin, "address", "address");
+        map.Locate(admin, "token_file", "token_file");
         return admin;
     }
 

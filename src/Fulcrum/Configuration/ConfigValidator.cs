@@ -30,6 +30,10 @@ public static class ConfigValidator
             }
             bound.Add(listener);
         }
+        if (config.Admin is { IsLoopback: false, TokenFile: null } open)
+        {
+            errors.Add(map.Error(open, "address", $"admin.address {open.Address} can be reached from other machines, and the admin API can take backends out of rotation: set admin.token_file, or bind it to 127.0.0.1"));
+        }
         if (config.Admin is { } admin && bound.Find(l => Overlaps(l.Address, admin.Address)) is { } clash)
         {
             errors.Add(map.Error(admin, "address", $"admin.address {admin.Address} overlaps listener '{clash.Name}' ({clash.Address})"));

@@ -14,6 +14,10 @@ public sealed record FulcrumConfig(
     /// <summary>Where admin overrides are kept across restarts, as written (null: beside the configuration file).</summary>
     public string? StateFile { get; init; }
 
+    /// <summary>A path as written in the file, made absolute against the file's folder.</summary>
+    public string? Resolve(string? path) => path is null ? null
+        : SourcePath is { } source && !Path.IsPathRooted(path) ? Path.Combine(Path.GetDirectoryName(source)!, path) : path;
+
     /// <summary>
     /// The state file in effect: <see cref="StateFile"/>, else <c>NAME.state.json</c> beside the
     /// configuration file, else null (a configuration built in code keeps no state file).

@@ -13,6 +13,4 @@ public sealed partial class HealthAuthority
     [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "health: {Pool}/{Backend} not ejected after {Why}: {Ejected} of {Total} backends are already ejected (max_ejected_percent {Percent})")]
     private partial void LogEjectionRefused(string pool, string backend, string why, int ejected, int total, int percent);
 
-    [LoggerMessage(EventId = 102, Level = LogLevel.Error, Message = "health: cannot write the state file {Path}: {Error}; admin overrides will not survive a restart")]
-    private partial void LogStateFileError(string path, string error);
 }

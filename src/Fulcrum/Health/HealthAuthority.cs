@@ -23,18 +23,21 @@ public sealed partial class HealthAuthority : IDisposable
 {
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly HealthStateFile? _stateFile;
     private readonly Func<IEnumerable<PoolState>> _pools;
-    private readonly object _saveLock = new();
     private long _sequence;
 
-    public HealthAuthority(TimeProvider time, ILogger logger, HealthStateFile? stateFile, Func<IEnumerable<PoolState>> pools)
+    /// <param name="time">The clock for timestamps and timers.</param>
+    /// <param name="logger">Where changes are logged.</param>
+    /// <param name="pools">Every pool, for the timers to stop on dispose.</param>
+    public HealthAuthority(TimeProvider time, ILogger logger, Func<IEnumerable<PoolState>> pools)
     {
         _time = time;
         _logger = logger;
-        _stateFile = stateFile;
         _pools = pools;
     }
+
+    /// <summary>Called, outside any lock, after an admin override was set, cleared or lapsed (the runtime saves its state file).</summary>
+    internal Action? OverridesChanged { get; set; }
 
     /// <summary>
     /// Raised, under the pool's health lock, for every status change: handlers must be quick and
@@ -329,36 +332,7 @@ public sealed partial class HealthAuthority : IDisposable
         };
     }
 
-    /// <summary>Writes every admin override in force to the state file, atomically.</summary>
-    private void SaveOverrides()
-    {
-        if (_stateFile is null)
-        {
-            return;
-        }
-        lock (_saveLock)
-        {
-            var saved = new List<SavedOverride>();
-            foreach (var pool in _pools())
-            {
-                foreach (var backend in pool.Backends)
-                {
-                    if (backend.Health.Override is { } o)
-                    {
-                        saved.Add(new SavedOverride(pool.Name, backend.Address, AdminOverride.Name(o.Kind), o.Reason, o.By, o.Since, o.Expires));
-                    }
-                }
-            }
-            try
-            {
-                _stateFile.Save(saved);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                LogStateFileError(_stateFile.Path, e.Message);
-            }
-        }
-    }
+    private void SaveOverrides() => OverridesChanged?.Invoke();
 
     public void Dispose()
     {

@@ -1,4 +1,5 @@
 using System.Net;
+using Fulcrum.Admin;
 using Fulcrum.Configuration;
 using Fulcrum.Observability;
 using Fulcrum.Runtime;
@@ -62,6 +63,9 @@ public sealed class FulcrumServer : IAsyncDisposable
 
     public IPEndPoint? AdminEndPoint => _adminListen?.IPEndPoint;
 
+    /// <summary>The admin API, when the configuration has an admin section.</summary>
+    internal AdminApi? AdminApi { get; private set; }
+
     public static async Task<FulcrumServer> StartAsync(FulcrumConfig config, FulcrumServerOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new FulcrumServerOptions();
@@ -105,7 +109,21 @@ public sealed class FulcrumServer : IAsyncDisposable
         }
 
         var server = new FulcrumServer(proxy, admin, listenOptions, adminListen, runtime, accessLog);
-        admin?.Run(server.HandleAdminAsync);
+        if (admin is not null)
+        {
+            AdminTokens tokens;
+            try
+            {
+                tokens = config.Admin!.TokenFile is { } file ? AdminTokens.Load(config.Resolve(file)!) : AdminTokens.None;
+            }
+            catch
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+            server.AdminApi = new AdminApi(runtime, tokens, new AuditLog(), () => server.Ready && Volatile.Read(ref server._stopped) == 0);
+            admin.Run(server.AdminApi.HandleAsync);
+        }
         try
         {
             await proxy.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -184,27 +202,6 @@ public sealed class FulcrumServer : IAsyncDisposable
                 throw new IOException($"cannot listen on {address}: the host name '{address.Host}' does not resolve ({e.Message})", e);
             }
             kestrel.Listen(resolved[0], address.Port, l => configure(l));
-        }
-    }
-
-    private Task HandleAdminAsync(HttpContext context)
-    {
-        var path = context.Request.Path.Value;
-        context.Response.ContentType = "text/plain; charset=utf-8";
-        switch (path)
-        {
-            case "/healthz":
-                return context.Response.WriteAsync("ok\n");
-            case "/readyz":
-                if (!Ready || Volatile.Read(ref _stopped) != 0)
-                {
-                    context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-                    return context.Response.WriteAsync("not ready\n");
-                }
-                return context.Response.WriteAsync("ready\n");
-            default:
-                context.Response.StatusCode = StatusCodes.Status404NotFound;
-                return context.Response.WriteAsync("not found\n");
         }
     }
 

@@ -35,6 +35,48 @@ public sealed class RouteState
     public bool MatchesRequest(string path, string method, IHeaderDictionary headers) =>
         MatchesPath(path) && MatchesMethod(method) && MatchesHeaders(headers);
 
+    /// <summary>Why the request does not match this route's path, method or header rules; null when it does.</summary>
+    internal string? WhyNot(string path, string method, IHeaderDictionary headers)
+    {
+        var match = Config.Match;
+        if (!MatchesPath(path))
+        {
+            return match.Path is { } exact ? $"path '{path}' is not exactly '{exact}'" : $"path '{path}' does not start with '{match.PathPrefix}'";
+        }
+        if (!MatchesMethod(method))
+        {
+            return $"method {method} is not one of {string.Join(", ", _methods)}";
+        }
+        foreach (var rule in _headers)
+        {
+            if (!headers.TryGetValue(rule.Name, out var values) || values.Count == 0)
+            {
+                return $"header {rule.Name} is missing";
+            }
+            if (rule.Value is { } expected && !values.Any(v => string.Equals(v, expected, StringComparison.OrdinalIgnoreCase)))
+            {
+                return $"header {rule.Name} is '{values}', not '{expected}'";
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The rest of the reason a matching route matched.</summary>
+    internal string WhyMatched()
+    {
+        var match = Config.Match;
+        var why = match.Path is { } exact ? $", path is exactly '{exact}'" : match.PathPrefix is { } prefix ? $", path starts with '{prefix}'" : ", any path";
+        if (_methods.Length > 0)
+        {
+            why += $", method is one of {string.Join(", ", _methods)}";
+        }
+        foreach (var rule in _headers)
+        {
+            why += rule.Value is null ? $", header {rule.Name} is present" : $", header {rule.Name} is '{rule.Value}'";
+        }
+        return why;
+    }
+
     internal bool MatchesPath(string path)
     {
         var match = Config.Match;

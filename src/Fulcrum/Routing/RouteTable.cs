@@ -103,6 +103,51 @@ public sealed class RouteTable
         return First(_anyHost, path, method, headers);
     }
 
+    /// <summary>
+    /// Every route, in the order <see cref="Match"/> tries them for this request, with whether it
+    /// matched and why; the first that matched is the one a request would take.
+    /// </summary>
+    public IReadOnlyList<RouteExplanation> Explain(string host, string path, string method, IHeaderDictionary headers)
+    {
+        host = NormalizeHost(host);
+        var result = new List<RouteExplanation>();
+        var tried = new HashSet<RouteState>();
+        var found = false;
+        void Consider(RouteState[] routes, string hostWhy)
+        {
+            foreach (var route in routes)
+            {
+                tried.Add(route);
+                var why = route.WhyNot(path, method, headers);
+                var matched = why is null && !found;
+                result.Add(new RouteExplanation(route.Name, matched, why is not null ? why
+                    : found ? $"{hostWhy} and everything else matches, but a more specific route came first"
+                    : $"{hostWhy}{route.WhyMatched()}"));
+                found |= matched;
+            }
+        }
+        if (host.Length > 0 && _exactHosts.TryGetValue(host, out var exact))
+        {
+            Consider(exact, $"host is exactly '{host}'");
+        }
+        foreach (var (suffix, routes) in _wildcards)
+        {
+            if (host.Length > suffix.Length && host.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))
+            {
+                Consider(routes, $"host '{host}' matches '*{suffix}'");
+            }
+        }
+        Consider(_anyHost, "the route matches any host");
+        foreach (var route in All)
+        {
+            if (!tried.Contains(route))
+            {
+                result.Add(new RouteExplanation(route.Name, false, $"host '{host}' is not '{route.Config.Match.Host}'"));
+            }
+        }
+        return result;
+    }
+
     private static RouteState? First(RouteState[] routes, string path, string method, IHeaderDictionary headers)
     {
         foreach (var route in routes)

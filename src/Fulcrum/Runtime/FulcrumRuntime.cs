@@ -34,27 +34,59 @@ public sealed class FulcrumRuntime : IDisposable
         var frozen = pools.ToFrozenDictionary(StringComparer.Ordinal);
         _current = new RuntimeSnapshot(config, RouteTable.Build(config, frozen), frozen);
 
-        var stateFile = config.EffectiveStateFile is { } path ? new HealthStateFile(path) : null;
-        Health = new HealthAuthority(Time, (loggers ?? NullLoggerFactory.Instance).CreateLogger("Fulcrum.Health"), stateFile, () => Current.Pools.Values);
+        _logger = (loggers ?? NullLoggerFactory.Instance).CreateLogger("Fulcrum.Runtime");
+        _stateFile = config.EffectiveStateFile is { } path ? new HealthStateFile(path) : null;
+        Health = new HealthAuthority(Time, (loggers ?? NullLoggerFactory.Instance).CreateLogger("Fulcrum.Health"), () => Current.Pools.Values)
+        {
+            OverridesChanged = SaveState,
+        };
         _ownsProbe = probe is null;
         _probe = probe ?? new NetworkHealthProbe(Time);
         Prober = new ActiveProber(Health, _probe, Time);
 
-        // Admin decisions made before a restart apply again, matched by pool and address.
-        var restored = (stateFile?.Load() ?? []).ToDictionary(o => (o.Pool, o.Backend.ToUpperInvariant()));
+        // What the admin API changed before a restart applies again: backends removed and added,
+        // and overrides, matched by pool and address.
+        var saved = _stateFile?.Load() ?? SavedState.Empty;
+        foreach (var removed in saved.Removed ?? [])
+        {
+            if (frozen.TryGetValue(removed.Pool, out var pool) && pool.Find(removed.Address) is { } backend)
+            {
+                pool.RemoveBackend(backend);
+                _removed[(removed.Pool, Key(removed.Address))] = removed;
+            }
+        }
+        foreach (var added in saved.Added ?? [])
+        {
+            if (frozen.TryGetValue(added.Pool, out var pool) && pool.Find(added.Address) is null
+                && HostPort.TryParse(added.Address, false, out var endpoint, out _))
+            {
+                var backendConfig = new BackendConfig(added.Address, endpoint!, Math.Clamp(added.Weight, BackendConfig.MinWeight, BackendConfig.MaxWeight), added.Name);
+                pool.AddBackend(new BackendState(pool.Name, backendConfig, Time, pool.Config.SlowStart));
+                _added[(added.Pool, Key(added.Address))] = added;
+            }
+        }
+        var overrides = saved.Overrides.ToDictionary(o => (o.Pool, Key(o.Backend)));
         foreach (var pool in frozen.Values)
         {
             foreach (var backend in pool.Backends)
             {
-                AdminOverride? saved = null;
-                if (restored.TryGetValue((pool.Name, backend.Address.ToUpperInvariant()), out var o) && AdminOverride.Parse(o.Kind) is { } kind)
+                AdminOverride? restored = null;
+                if (overrides.TryGetValue((pool.Name, Key(backend.Address)), out var o) && AdminOverride.Parse(o.Kind) is { } kind)
                 {
-                    saved = new AdminOverride(kind, o.Reason, o.By, o.Since, o.Expires);
+                    restored = new AdminOverride(kind, o.Reason, o.By, o.Since, o.Expires);
                 }
-                Health.Attach(pool, backend, saved, rampUp: false);
+                Health.Attach(pool, backend, restored, rampUp: false);
             }
         }
     }
+
+    private readonly ILogger _logger;
+    private readonly HealthStateFile? _stateFile;
+    private readonly object _stateLock = new();
+    private readonly Dictionary<(string Pool, string Address), SavedBackend> _added = [];
+    private readonly Dictionary<(string Pool, string Address), SavedBackend> _removed = [];
+
+    private static string Key(string address) => address.ToUpperInvariant();
 
     public TimeProvider Time { get; }
 
@@ -84,19 +116,28 @@ public sealed class FulcrumRuntime : IDisposable
     /// Registers a backend at runtime: it starts pending and is probed at once (healthy at once when
     /// the pool has no active checks). Registering an address the pool already has returns that backend.
     /// </summary>
-    public BackendState AddBackend(string pool, BackendConfig backend)
+    public BackendState AddBackend(string pool, BackendConfig backend, bool persist = false)
     {
         var state = Pool(pool);
         var added = Health.Add(state, backend, out var isNew);
         if (isNew)
         {
             Prober.Start(state, added);
+            if (persist)
+            {
+                lock (_stateLock)
+                {
+                    _removed.Remove((pool, Key(backend.Address)));
+                    _added[(pool, Key(backend.Address))] = new SavedBackend(pool, backend.Address, backend.Weight, backend.Name);
+                }
+                SaveState();
+            }
         }
         return added;
     }
 
     /// <summary>Removes a backend: no new traffic, its probes stop; requests in flight finish.</summary>
-    public bool RemoveBackend(string pool, string nameOrAddress)
+    public bool RemoveBackend(string pool, string nameOrAddress, bool persist = false)
     {
         var state = Pool(pool);
         if (state.Find(nameOrAddress) is not { } backend)
@@ -105,7 +146,50 @@ public sealed class FulcrumRuntime : IDisposable
         }
         Prober.Stop(backend);
         Health.Remove(state, backend);
+        if (persist)
+        {
+            lock (_stateLock)
+            {
+                // A backend the API added is simply forgotten; one from the file is remembered as removed.
+                if (!_added.Remove((pool, Key(backend.Address))))
+                {
+                    _removed[(pool, Key(backend.Address))] = new SavedBackend(pool, backend.Address, backend.Weight, backend.Config.Name);
+                }
+            }
+            SaveState();
+        }
         return true;
+    }
+
+    /// <summary>Writes the state file: every override in force and the API's additions and removals, atomically.</summary>
+    public void SaveState()
+    {
+        if (_stateFile is null)
+        {
+            return;
+        }
+        lock (_stateLock)
+        {
+            var overrides = new List<SavedOverride>();
+            foreach (var pool in Current.Pools.Values)
+            {
+                foreach (var backend in pool.Backends)
+                {
+                    if (backend.Health.Override is { } o)
+                    {
+                        overrides.Add(new SavedOverride(pool.Name, backend.Address, AdminOverride.Name(o.Kind), o.Reason, o.By, o.Since, o.Expires));
+                    }
+                }
+            }
+            try
+            {
+                _stateFile.Save(new SavedState(1, overrides, [.. _added.Values], [.. _removed.Values]));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _logger.LogError("cannot write the state file {Path}: {Error}; runtime changes will not survive a restart", _stateFile.Path, e.Message);
+            }
+        }
     }
 
     public void Dispose()

@@ -36,7 +36,7 @@ public sealed class TestProxy : IAsyncDisposable
     /// Starts Fulcrum with <paramref name="poolsAndRoutes"/> (YAML for routes and pools) behind a
     /// listener named "web" on port 0.
     /// </summary>
-    public static async Task<TestProxy> StartAsync(string poolsAndRoutes, string listenerProtocol = "http")
+    public static async Task<TestProxy> StartAsync(string poolsAndRoutes, string listenerProtocol = "http", string? admin = null, string? file = null)
     {
         var yaml = $"""
             listeners:
@@ -44,12 +44,30 @@ public sealed class TestProxy : IAsyncDisposable
                 address: 127.0.0.1:0
                 protocol: {listenerProtocol}
             {poolsAndRoutes}
+            {admin ?? ""}
             """;
-        var loaded = ConfigLoader.LoadText(yaml, "test.yaml");
+        var loaded = file is null ? ConfigLoader.LoadText(yaml, "test.yaml") : LoadFile(file, yaml);
         Assert.True(loaded.Success, string.Join("\n", loaded.Errors) + "\n" + yaml);
         var log = new LogSink();
         var server = await FulcrumServer.StartAsync(loaded.Config!, new FulcrumServerOptions { AccessLog = AccessLog.ToStream(log), LogLevel = LogLevel.Warning });
         return new TestProxy(server, log);
+    }
+
+    private static ConfigLoadResult LoadFile(string path, string yaml)
+    {
+        File.WriteAllText(path, yaml);
+        return ConfigLoader.LoadFile(path);
+    }
+
+    /// <summary>An HttpClient for the admin API (with a bearer token when given).</summary>
+    public HttpClient AdminClient(string? token = null)
+    {
+        var client = new HttpClient { BaseAddress = new Uri($"http://{Server.AdminEndPoint}"), Timeout = TimeSpan.FromSeconds(60) };
+        if (token is not null)
+        {
+            client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+        }
+        return client;
     }
 
     /// <summary>One route "main" for every request to one pool "main" over the given backends.</summary>
