@@ -17,6 +17,10 @@ internal static class Program
             DemoCommand.Create(output, error),
             VersionCommand.Create(output),
         };
+        foreach (var command in AdminCommands.Create(output, error))
+        {
+            root.Subcommands.Add(command);
+        }
         var configuration = new InvocationConfiguration
         {
             Output = output,

@@ -19,6 +19,8 @@ internal sealed partial class AdminApi
         DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
         WriteIndented = true,
+        // JSON for people and tools, never embedded in HTML: no \u002B for '+' in times.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
@@ -110,7 +112,7 @@ internal sealed partial class AdminApi
     {
         context.Response.ContentType = "application/json; charset=utf-8";
         context.Response.Headers.CacheControl = "no-store";
-        await using var json = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Indented = true });
+        await using var json = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Indented = true, Encoder = Json.Encoder });
         ConfigDocument.Write(json, config);
         await json.FlushAsync(context.RequestAborted).ConfigureAwait(false);
     }

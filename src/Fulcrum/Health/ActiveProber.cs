@@ -38,26 +38,29 @@ public sealed class ActiveProber : IDisposable
         }
     }
 
-    /// <summary>Starts probing a backend, with a probe at once. Does nothing for a pool without active checks.</summary>
-    public void Start(PoolState pool, BackendState backend)
+    /// <summary>
+    /// Starts probing a backend, with a probe at once; the task completes when that first probe has.
+    /// Does nothing for a pool without active checks.
+    /// </summary>
+    public Task Start(PoolState pool, BackendState backend)
     {
         if (pool.Config.Health.Active is null)
         {
-            return;
+            return Task.CompletedTask;
         }
         ProbeLoop loop;
         lock (_loops)
         {
             if (_disposed || _loops.ContainsKey(backend))
             {
-                return;
+                return Task.CompletedTask;
             }
             loop = new ProbeLoop(this, pool, backend);
             _loops[backend] = loop;
         }
         // Probe at once rather than on the next timer tick: a new instance takes traffic as soon
         // as it answers (the probe runs on this thread up to its first network wait).
-        _ = loop.RunNowAsync();
+        return loop.RunNowAsync();
     }
 
     public void Stop(BackendState backend)

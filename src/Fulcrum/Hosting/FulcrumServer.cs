@@ -126,6 +126,16 @@ public sealed class FulcrumServer : IAsyncDisposable
         }
         try
         {
+            // Warm up before opening the listeners: a pool with active checks would otherwise
+            // answer its first requests with no_healthy_backend while every backend is still
+            // pending. The first probe round is bounded by the longest probe timeout.
+            try
+            {
+                await runtime.Start().WaitAsync(runtime.FirstRoundLimit, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+            }
             await proxy.StartAsync(cancellationToken).ConfigureAwait(false);
             if (admin is not null)
             {
@@ -137,7 +147,6 @@ public sealed class FulcrumServer : IAsyncDisposable
             await server.DisposeAsync().ConfigureAwait(false);
             throw;
         }
-        runtime.Start();
         server.Ready = true;
         return server;
     }

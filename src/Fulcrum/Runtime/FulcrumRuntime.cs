@@ -97,17 +97,27 @@ public sealed class FulcrumRuntime : IDisposable
 
     public ActiveProber Prober { get; }
 
-    /// <summary>Starts the probe loops: every backend of a pool with active checks is probed at once.</summary>
-    public void Start()
+    /// <summary>
+    /// Starts the probe loops: every backend of a pool with active checks is probed at once. The
+    /// task completes when that first round has (each probe is bounded by its timeout).
+    /// </summary>
+    public Task Start()
     {
+        var first = new List<Task>();
         foreach (var pool in Current.Pools.Values)
         {
             foreach (var backend in pool.Backends)
             {
-                Prober.Start(pool, backend);
+                first.Add(Prober.Start(pool, backend));
             }
         }
+        return Task.WhenAll(first);
     }
+
+    /// <summary>How long the first probe round can take at most: the longest probe timeout.</summary>
+    public TimeSpan FirstRoundLimit => Current.Pools.Values
+        .Select(p => p.Config.Health.Active?.Timeout ?? TimeSpan.Zero)
+        .DefaultIfEmpty(TimeSpan.Zero).Max() + TimeSpan.FromMilliseconds(500);
 
     public PoolState Pool(string name) =>
         Current.Pools.TryGetValue(name, out var pool) ? pool : throw new KeyNotFoundException($"no pool named '{name}'");

@@ -143,4 +143,19 @@ public class CliTests
         process.Signal(2); // SIGINT, as Ctrl-C
         Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
     }
+
+    [Fact]
+    public async Task Run_NonLoopbackAdminWithoutTokenFile_RefusesToStartAndSaysWhy()
+    {
+        var path = WriteConfig("""
+            listeners: [{ name: web, address: 127.0.0.1:8080 }]
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [127.0.0.1:9000] }]
+            admin: { address: 0.0.0.0:9901 }
+            """);
+        var (code, _, stderr) = await FulcrumProcess.RunAsync("run", "-c", path);
+        Assert.Equal(1, code);
+        Assert.Contains($"{path}:4:19: admin.address 0.0.0.0:9901 can be reached from other machines, and the admin API can take backends out of rotation: set admin.token_file, or bind it to 127.0.0.1", stderr, StringComparison.Ordinal);
+        Assert.Contains("not starting", stderr, StringComparison.Ordinal);
+    }
 }

@@ -50,7 +50,7 @@ internal sealed class HealthHarness : IDisposable
         time ??= new ManualTimeProvider();
         probe ??= new FakeProbe(time);
         var runtime = new FulcrumRuntime(loaded.Config!, time, probe: probe);
-        runtime.Start();
+        _ = runtime.Start();
         return new HealthHarness(runtime, time, probe);
     }
 

@@ -238,4 +238,14 @@ public class HealthIntegrationTests
         Assert.Equal("fulcrum-health-check", probe.Headers["User-Agent"]);
         Assert.Equal(0, traffic.Count);
     }
+
+    [Fact]
+    public async Task AtStartUp_TheFirstRequestIsServed_NotRefusedWhileEveryBackendIsPending()
+    {
+        await using var backend = await TestBackend.StartAsync("b");
+        await using var proxy = await TestProxy.StartAsync(Pool("{ path: /health, interval: 30s }", backend.Address));
+        // Listeners open only after the first probe round, so nothing is pending by now.
+        using var response = await proxy.Client.GetAsync("/");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
 }

@@ -28,7 +28,9 @@ public sealed partial class FulcrumProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
-    public static FulcrumProcess Start(params string[] args)
+    public static FulcrumProcess Start(params string[] args) => Start(new Dictionary<string, string>(), args);
+
+    public static FulcrumProcess Start(IDictionary<string, string> environment, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -37,6 +39,10 @@ public sealed partial class FulcrumProcess : IDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        foreach (var (key, value) in environment)
+        {
+            info.Environment[key] = value;
+        }
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "fulcrum.dll"));
         foreach (var a in args)
         {
@@ -46,9 +52,12 @@ public sealed partial class FulcrumProcess : IDisposable
     }
 
     /// <summary>Runs to the end and returns the exit code (bounded: a hung process fails the test).</summary>
-    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(params string[] args)
+    public static Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(params string[] args) =>
+        RunAsync(new Dictionary<string, string>(), args);
+
+    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(IDictionary<string, string> environment, params string[] args)
     {
-        using var process = Start(args);
+        using var process = Start(environment, args);
         var code = await process.WaitForExitAsync(TimeSpan.FromSeconds(60));
         return (code, process.Stdout, process.Stderr);
     }

@@ -1,0 +1,59 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Fulcrum.Cli.Commands;
+
+/// <summary>Backends as a table a person reads at 3 a.m.: status coloured when the terminal allows it.</summary>
+internal static class Table
+{
+    public static bool UseColor(TextWriter output) =>
+        ReferenceEquals(output, Console.Out) && !Console.IsOutputRedirected
+        && Environment.GetEnvironmentVariable("NO_COLOR") is null
+        && Environment.GetEnvironmentVariable("TERM") is not (null or "dumb");
+
+    public static void Backends(TextWriter output, IEnumerable<(string Pool, JsonElement Backend)> rows)
+    {
+        var color = UseColor(output);
+        string[] header = ["POOL", "BACKEND", "ADDRESS", "STATUS", "WEIGHT", "IN FLIGHT", "SINCE", "REASON"];
+        var lines = rows.Select(r => new[]
+        {
+            r.Pool,
+            r.Backend.GetProperty("name").GetString()!,
+            r.Backend.GetProperty("address").GetString()!,
+            r.Backend.GetProperty("status").GetString()!,
+            r.Backend.GetProperty("weight").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            r.Backend.GetProperty("in_flight").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            r.Backend.GetProperty("since").GetDateTimeOffset().ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture),
+            r.Backend.GetProperty("reason").GetString()!,
+        }).ToList();
+        var widths = header.Select((h, i) => Math.Max(h.Length, lines.Count == 0 ? 0 : lines.Max(l => l[i].Length))).ToArray();
+        output.WriteLine(Row(header, widths, color: false));
+        foreach (var line in lines)
+        {
+            output.WriteLine(Row(line, widths, color));
+        }
+    }
+
+    private static string Row(string[] cells, int[] widths, bool color)
+    {
+        var text = new StringBuilder();
+        for (var i = 0; i < cells.Length; i++)
+        {
+            var cell = i == cells.Length - 1 ? cells[i] : cells[i].PadRight(widths[i]);
+            text.Append(color && i == 3 ? Paint(cells[i], cell) : cell);
+            if (i < cells.Length - 1)
+            {
+                text.Append("  ");
+            }
+        }
+        return text.ToString().TrimEnd();
+    }
+
+    private static string Paint(string status, string cell) => status switch
+    {
+        "healthy" => $"\u001b[32m{cell}\u001b[0m",
+        "pending" => $"\u001b[33m{cell}\u001b[0m",
+        "unhealthy" or "ejected" => $"\u001b[31m{cell}\u001b[0m",
+        _ => $"\u001b[35m{cell}\u001b[0m",
+    };
+}
