@@ -7,9 +7,15 @@ namespace Fulcrum.Balancing;
 /// idle, say) share the traffic by a draw in proportion to their weights, so sequential traffic
 /// still follows the weights instead of landing on the first or the heaviest backend every time.
 /// </summary>
+/// <remarks>
+/// In-flight counts move on other threads while a pick runs. Each candidate's count and weight
+/// are read once into a snapshot and every comparison uses it: comparing live counters could
+/// find a best candidate that then fails to tie with itself (its count having moved), leaving
+/// no candidate at all.
+/// </remarks>
 internal sealed class LeastRequestsPolicy : IBalancingPolicy
 {
-    private const int MaxStackCandidates = 256;
+    private const int MaxStackCandidates = 128;
 
     public string Name => BalancingPolicies.LeastRequests;
 
@@ -19,42 +25,48 @@ internal sealed class LeastRequestsPolicy : IBalancingPolicy
         {
             return candidates[0];
         }
-        var best = candidates[0];
-        for (var i = 1; i < candidates.Length; i++)
+        var n = candidates.Length;
+        Span<long> load = n <= MaxStackCandidates ? stackalloc long[n] : new long[n];
+        Span<long> weight = n <= MaxStackCandidates ? stackalloc long[n] : new long[n];
+        for (var i = 0; i < n; i++)
         {
-            if (LoadComparer.IsLessLoaded(candidates[i], best))
+            load[i] = candidates[i].InFlight;
+            weight[i] = candidates[i].EffectiveWeight;
+        }
+
+        // Least load per unit of weight: load[i] / weight[i] < load[best] / weight[best].
+        var best = 0;
+        for (var i = 1; i < n; i++)
+        {
+            if (load[i] * weight[best] < load[best] * weight[i])
             {
-                best = candidates[i];
+                best = i;
             }
         }
 
-        // Collect every candidate as loaded as the best, then draw among them by weight.
-        Span<int> tied = candidates.Length <= MaxStackCandidates ? stackalloc int[candidates.Length] : new int[candidates.Length];
-        var count = 0;
+        // Every candidate exactly as loaded as the best (the best among them), drawn by weight.
         var total = 0L;
-        for (var i = 0; i < candidates.Length; i++)
+        for (var i = 0; i < n; i++)
         {
-            if (!LoadComparer.IsLessLoaded(best, candidates[i]))
+            if (load[i] * weight[best] == load[best] * weight[i])
             {
-                tied[count++] = i;
-                total += candidates[i].EffectiveWeight;
+                total += weight[i];
             }
-        }
-        if (count == 1)
-        {
-            return best;
         }
 #pragma warning disable CA5394 // balancing needs spread, not unpredictability
         var r = Random.Shared.NextInt64(total);
 #pragma warning restore CA5394
-        for (var i = 0; i < count; i++)
+        for (var i = 0; i < n; i++)
         {
-            r -= candidates[tied[i]].EffectiveWeight;
-            if (r < 0)
+            if (load[i] * weight[best] == load[best] * weight[i])
             {
-                return candidates[tied[i]];
+                r -= weight[i];
+                if (r < 0)
+                {
+                    return candidates[i];
+                }
             }
         }
-        return candidates[tied[count - 1]];
+        return candidates[best];
     }
 }

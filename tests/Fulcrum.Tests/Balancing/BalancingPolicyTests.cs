@@ -134,4 +134,32 @@ public class BalancingPolicyTests
     [Fact]
     public void Get_UnknownName_Throws() =>
         Assert.Throws<ArgumentException>(() => BalancingPolicies.Get("fastest"));
+
+    [Theory]
+    [InlineData(BalancingPolicies.LeastRequests)]
+    [InlineData(BalancingPolicies.PowerOfTwo)]
+    [InlineData(BalancingPolicies.RoundRobin)]
+    public async Task Pick_WhileInFlightCountsChangeOnOtherThreads_AlwaysReturnsACandidate(string policy)
+    {
+        using var pool = Pool(policy, 1, 1, 2);
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        // Other threads move the counters the policy reads, as real requests do.
+        var churn = Enumerable.Range(0, 3).Select(i => Task.Run(() =>
+        {
+            var b = pool.Backends[i];
+            while (!stop.IsCancellationRequested)
+            {
+                b.BeginRequest();
+                b.EndRequest(failed: false);
+            }
+        })).ToArray();
+        var picks = 0;
+        while (!stop.IsCancellationRequested)
+        {
+            Assert.Contains(pool.Policy.Pick(pool, pool.Available), pool.Backends);
+            picks++;
+        }
+        await Task.WhenAll(churn);
+        Assert.True(picks > 1000);
+    }
 }
