@@ -202,6 +202,15 @@ internal static class AdminCommands
             return 0;
         }));
 
+        var shutdown = o.Add(new Command("shutdown", "Stop Fulcrum gracefully, as SIGTERM does"), json: false);
+        shutdown.SetAction((p, ct) => Run(o, p, error, async client =>
+        {
+            var (_, r) = await client.PostAsync("/api/v1/shutdown", null, ct).ConfigureAwait(false);
+            output.WriteLine($"fulcrum is shutting down: accepting for {r.GetProperty("delay").GetString()} more, then requests in flight get up to {r.GetProperty("drain_timeout").GetString()}");
+            return 0;
+        }));
+        yield return shutdown;
+
         yield return status;
         yield return backends;
         yield return add;

@@ -88,6 +88,9 @@ internal static class DemoCommand
               address: 127.0.0.1:0
             access_log:
               path: stdout
+            # Nothing sits in front of the demo to notice /readyz, so Ctrl-C stops at once.
+            shutdown:
+              delay: 0s
 
             """);
         return yaml.ToString();

@@ -55,15 +55,12 @@ internal static class RunCommand
                 error.WriteLine($"fulcrum: admin on http://{admin}");
             }
             started?.Invoke(server);
-            try
-            {
-                await Task.Delay(Timeout.Infinite, signal.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-            error.WriteLine($"fulcrum: {signal.Received ?? "stop"} received, stopping (in-flight requests may finish)");
-            await server.StopAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            var signalled = Task.Delay(Timeout.Infinite, signal.Token);
+            var first = await Task.WhenAny(signalled, server.ShutdownRequested).ConfigureAwait(false);
+            var why = first == server.ShutdownRequested ? $"shutdown requested through the admin API by {server.ShutdownRequested.Result}" : $"{signal.Received ?? "stop"} received";
+            var shutdown = config.Shutdown;
+            error.WriteLine($"fulcrum: {why}: /readyz now answers 503; accepting for {Configuration.Duration.Format(shutdown.Delay)} more, then requests in flight get up to {Configuration.Duration.Format(shutdown.DrainTimeout)}");
+            await server.ShutdownAsync(shutdown.Delay, shutdown.DrainTimeout).ConfigureAwait(false);
         }
         _ = output;
         error.WriteLine("fulcrum: stopped");

@@ -24,9 +24,15 @@ internal sealed class ShutdownSignal : IDisposable
 
     private void Handle(PosixSignalContext context)
     {
+        if (Received is not null)
+        {
+            // A second signal during the graceful shutdown: the operator wants out now, so let the
+            // runtime end the process as it normally would.
+            return;
+        }
         // Keep the runtime from terminating the process at once: shutdown is ours to run.
         context.Cancel = true;
-        Received ??= context.Signal.ToString();
+        Received = context.Signal.ToString();
         _source.Cancel();
     }
 

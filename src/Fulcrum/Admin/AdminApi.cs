@@ -29,13 +29,15 @@ internal sealed partial class AdminApi
     private readonly FulcrumRuntime _runtime;
     private readonly AdminTokens _tokens;
     private readonly Func<bool> _ready;
+    private readonly Action<string> _shutdown;
 
-    public AdminApi(FulcrumRuntime runtime, AdminTokens tokens, AuditLog audit, Func<bool> ready)
+    public AdminApi(FulcrumRuntime runtime, AdminTokens tokens, AuditLog audit, Func<bool> ready, Action<string> shutdown)
     {
         _runtime = runtime;
         _tokens = tokens;
         Audit = audit;
         _ready = ready;
+        _shutdown = shutdown;
     }
 
     public AuditLog Audit { get; }
@@ -104,7 +106,8 @@ internal sealed partial class AdminApi
             ["events", "stream"] when get => EventStreamAsync(context),
             ["explain"] when get => ExplainAsync(context),
             ["config"] when get => ConfigAsync(context),
-            _ => Error(context, s.Length > 0 && s[0] is "pools" or "events" or "explain" or "config" ? 405 : 404, "not_found", $"no endpoint for {method} {Prefix}{string.Join('/', s)} (docs/admin-api.md lists them)"),
+            ["shutdown"] when post => ShutdownAsync(context, who),
+            _ => Error(context, s.Length > 0 && s[0] is "pools" or "events" or "explain" or "config" or "shutdown" ? 405 : 404, "not_found", $"no endpoint for {method} {Prefix}{string.Join('/', s)} (docs/admin-api.md lists them)"),
         };
     }
 
@@ -118,6 +121,20 @@ internal sealed partial class AdminApi
     }
 
     private Task ConfigAsync(HttpContext context) => ConfigAsync(context, _runtime.Current.Config);
+
+    /// <summary>POST shutdown: begins the graceful shutdown, as SIGTERM does.</summary>
+    private Task ShutdownAsync(HttpContext context, string who)
+    {
+        var shutdown = _runtime.Current.Config.Shutdown;
+        Audit.Record("shutdown", "", "", who, "graceful shutdown requested", _runtime.Time.GetUtcNow());
+        _shutdown(who);
+        return Ok(context, new
+        {
+            shutting_down = true,
+            delay = Duration.Format(shutdown.Delay),
+            drain_timeout = Duration.Format(shutdown.DrainTimeout),
+        }, 202);
+    }
 
     private Task WithPool(HttpContext context, string name, Func<PoolState, Task> action) =>
         _runtime.Current.Pools.TryGetValue(name, out var pool)

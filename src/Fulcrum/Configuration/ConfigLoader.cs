@@ -17,7 +17,8 @@ public sealed record ConfigLoadResult(FulcrumConfig? Config, IReadOnlyList<Confi
 /// </summary>
 public static partial class ConfigLoader
 {
-    private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log", "state_file"];
+    private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log", "state_file", "shutdown"];
+    private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
     private static readonly string[] ListenerKeys = ["name", "address", "protocol"];
     private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts"];
     private static readonly string[] MatchKeys = ["host", "path_prefix", "path", "methods", "headers"];
@@ -99,7 +100,15 @@ public static partial class ConfigLoader
         var accessLog = ReadAccessLog(top);
 
         var stateFile = top.String("state_file");
-        var config = new FulcrumConfig(new(listeners), new(routes), new(pools), admin, accessLog) { StateFile = string.IsNullOrEmpty(stateFile) ? null : stateFile };
+        var shutdownMap = top.Map("shutdown", ShutdownKeys);
+        var shutdown = new ShutdownConfig(
+            shutdownMap?.Duration("delay", allowZero: true) ?? ShutdownConfig.Default.Delay,
+            shutdownMap?.Duration("drain_timeout", allowZero: true) ?? ShutdownConfig.Default.DrainTimeout);
+        var config = new FulcrumConfig(new(listeners), new(routes), new(pools), admin, accessLog)
+        {
+            StateFile = string.IsNullOrEmpty(stateFile) ? null : stateFile,
+            Shutdown = shutdown,
+        };
         context.Map.Set(config, "", 1, 1);
         top.Locate(config, "listeners", "listeners");
         top.Locate(config, "routes", "routes");

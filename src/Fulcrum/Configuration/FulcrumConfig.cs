@@ -11,6 +11,8 @@ public sealed record FulcrumConfig(
     /// <summary>The file this configuration came from, or null when built in code.</summary>
     public string? SourcePath { get; init; }
 
+    public ShutdownConfig Shutdown { get; init; } = ShutdownConfig.Default;
+
     /// <summary>Where admin overrides are kept across restarts, as written (null: beside the configuration file).</summary>
     public string? StateFile { get; init; }
 

@@ -121,7 +121,7 @@ public sealed class FulcrumServer : IAsyncDisposable
                 await server.DisposeAsync().ConfigureAwait(false);
                 throw;
             }
-            server.AdminApi = new AdminApi(runtime, tokens, new AuditLog(), () => server.Ready && Volatile.Read(ref server._stopped) == 0);
+            server.AdminApi = new AdminApi(runtime, tokens, new AuditLog(), () => server.Ready && !server.ShuttingDown, server.RequestShutdown);
             admin.Run(server.AdminApi.HandleAsync);
         }
         try
@@ -214,6 +214,32 @@ public sealed class FulcrumServer : IAsyncDisposable
         }
     }
 
+    private readonly TaskCompletionSource<string> _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>True from the moment a graceful shutdown begins: <c>/readyz</c> answers 503.</summary>
+    public bool ShuttingDown { get; private set; }
+
+    /// <summary>Completes, with who asked, when a shutdown is requested through the admin API.</summary>
+    public Task<string> ShutdownRequested => _shutdownRequested.Task;
+
+    internal void RequestShutdown(string by) => _shutdownRequested.TrySetResult(by);
+
+    /// <summary>
+    /// The graceful shutdown (SIGTERM, Ctrl-C, the admin API): <c>/readyz</c> turns 503 at once;
+    /// the listeners keep accepting for <paramref name="delay"/>, so an outer load balancer sees
+    /// it and stops sending; then they stop accepting and requests in flight finish for up to
+    /// <paramref name="drainTimeout"/>; what is left then is closed.
+    /// </summary>
+    public async Task ShutdownAsync(TimeSpan delay, TimeSpan drainTimeout, CancellationToken cancellationToken = default)
+    {
+        ShuttingDown = true;
+        if (delay > TimeSpan.Zero)
+        {
+            await Task.Delay(delay, Runtime.Time, cancellationToken).ConfigureAwait(false);
+        }
+        await StopAsync(drainTimeout).ConfigureAwait(false);
+    }
+
     /// <summary>Stops accepting, lets requests in flight finish for up to <paramref name="drainTimeout"/>, then closes.</summary>
     public async Task StopAsync(TimeSpan drainTimeout)
     {
@@ -221,12 +247,18 @@ public sealed class FulcrumServer : IAsyncDisposable
         {
             return;
         }
+        ShuttingDown = true;
         Ready = false;
         using var timeout = new CancellationTokenSource(drainTimeout);
+        // Kestrel closes the listeners at once, lets requests in flight finish (closing each
+        // keep-alive connection after its current request), and aborts what is left when the
+        // token fires. The admin listener stays up until the proxy has drained, so /readyz can
+        // be watched throughout.
         await _proxy.StopAsync(timeout.Token).ConfigureAwait(false);
         if (_admin is not null)
         {
-            await _admin.StopAsync(timeout.Token).ConfigureAwait(false);
+            using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            await _admin.StopAsync(quick.Token).ConfigureAwait(false);
         }
     }
 

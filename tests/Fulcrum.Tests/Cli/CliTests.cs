@@ -76,6 +76,7 @@ public class CliTests
             listeners: [{"{"} name: web, address: 127.0.0.1:{port} {"}"}]
             routes: [{"{"} name: r, pool: p {"}"}]
             pools: [{"{"} name: p, backends: [{backend.Address}] {"}"}]
+            shutdown: {"{"} delay: 100ms {"}"}
             """);
         using var process = FulcrumProcess.Start("run", "-c", path);
         await process.WaitForStderrAsync($"listener 'web' on http://127.0.0.1:{port}");
@@ -157,5 +158,89 @@ public class CliTests
         Assert.Equal(1, code);
         Assert.Contains($"{path}:4:19: admin.address 0.0.0.0:9901 can be reached from other machines, and the admin API can take backends out of rotation: set admin.token_file, or bind it to 127.0.0.1", stderr, StringComparison.Ordinal);
         Assert.Contains("not starting", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Sigterm_WithSlowRequestsInFlight_FinishesThemAll_RefusesNewConnectionsAfterTheDelay_Exits0()
+    {
+        await using var slow = await TestBackend.StartAsync("slow", async c =>
+        {
+            await Task.Delay(2000);
+            await Microsoft.AspNetCore.Http.HttpResponseWritingExtensions.WriteAsync(c.Response, "done");
+        });
+        await using var fast = await TestBackend.StartAsync("fast");
+        var port = Ports.Unused();
+        var admin = Ports.Unused();
+        var path = WriteConfig($$"""
+            listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
+            routes:
+              - { name: quick, pool: fast, match: { path: /quick } }
+              - { name: all, pool: slow }
+            pools:
+              - { name: slow, backends: [{{slow.Address}}] }
+              - { name: fast, backends: [{{fast.Address}}] }
+            admin: { address: 127.0.0.1:{{admin}} }
+            shutdown: { delay: 1500ms, drain_timeout: 20s }
+            """);
+        using var process = FulcrumProcess.Start("run", "-c", path);
+        await process.WaitForStderrAsync($"listener 'web' on http://127.0.0.1:{port}");
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 250 }) { Timeout = TimeSpan.FromSeconds(60) };
+        var requests = Enumerable.Range(0, 200).Select(i => client.GetAsync($"http://127.0.0.1:{port}/slow/{i}")).ToArray();
+        var deadline = Environment.TickCount64 + 10_000;
+        while (slow.Count < 200)
+        {
+            Assert.True(Environment.TickCount64 < deadline, $"only {slow.Count} of 200 requests reached the backend");
+            await Task.Delay(20);
+        }
+
+        process.Signal(15); // SIGTERM
+        await process.WaitForStderrAsync("/readyz now answers 503");
+        using var adminClient = new HttpClient();
+        using (var ready = await adminClient.GetAsync($"http://127.0.0.1:{admin}/readyz"))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        }
+        // During the delay a new connection is still accepted and served.
+        using (var during = new HttpClient())
+        {
+            Assert.Equal("fast", await during.GetStringAsync($"http://127.0.0.1:{port}/quick"));
+        }
+
+        var responses = await Task.WhenAll(requests);
+        Assert.All(responses, r => Assert.Equal(System.Net.HttpStatusCode.OK, r.StatusCode));
+        foreach (var r in responses)
+        {
+            r.Dispose();
+        }
+
+        // After the delay, new connections are refused (the slow requests took 2 s, so it has passed).
+        await Task.Delay(200);
+        using var after = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        var refused = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(async () => await after.ConnectAsync(System.Net.IPAddress.Loopback, port));
+        Assert.Equal(System.Net.Sockets.SocketError.ConnectionRefused, refused.SocketErrorCode);
+
+        Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
+    public async Task AdminShutdown_StopsTheProcessGracefully()
+    {
+        await using var backend = await TestBackend.StartAsync("b");
+        var port = Ports.Unused();
+        var admin = Ports.Unused();
+        var path = WriteConfig($$"""
+            listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [{{backend.Address}}] }]
+            admin: { address: 127.0.0.1:{{admin}} }
+            shutdown: { delay: 0s }
+            """);
+        using var process = FulcrumProcess.Start("run", "-c", path);
+        await process.WaitForStderrAsync("admin on http://");
+        var (code, stdout, _) = await FulcrumProcess.RunAsync("shutdown", "--admin", $"http://127.0.0.1:{admin}");
+        Assert.Equal(0, code);
+        Assert.Contains("shutting down", stdout, StringComparison.Ordinal);
+        Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("shutdown requested through the admin API by 127.0.0.1", process.Stderr, StringComparison.Ordinal);
     }
 }
