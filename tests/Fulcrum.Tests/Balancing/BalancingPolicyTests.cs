@@ -142,9 +142,11 @@ public class BalancingPolicyTests
     public async Task Pick_WhileInFlightCountsChangeOnOtherThreads_AlwaysReturnsACandidate(string policy)
     {
         using var pool = Pool(policy, 1, 1, 2);
-        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-        // Other threads move the counters the policy reads, as real requests do.
-        var churn = Enumerable.Range(0, 3).Select(i => Task.Run(() =>
+        using var stop = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        // Other threads move the counters the policy reads, as real requests do. They are
+        // dedicated threads: spinning on thread-pool threads would starve the tests running
+        // beside this one on a two-core machine.
+        var churn = Enumerable.Range(0, 3).Select(i => Task.Factory.StartNew(() =>
         {
             var b = pool.Backends[i];
             while (!stop.IsCancellationRequested)
@@ -152,7 +154,7 @@ public class BalancingPolicyTests
                 b.BeginRequest();
                 b.EndRequest(failed: false);
             }
-        })).ToArray();
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
         var picks = 0;
         while (!stop.IsCancellationRequested)
         {

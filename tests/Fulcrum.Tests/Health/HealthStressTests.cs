@@ -21,7 +21,9 @@ public class HealthStressTests
         var done = 0;
         const int PerThread = 1250;
 
-        var sampler = Task.Run(() =>
+        // Dedicated threads (LongRunning), not thread-pool ones: eight busy workers would starve
+        // the tests running beside this one on a two-core machine.
+        var sampler = Task.Factory.StartNew(() =>
         {
             var samples = 0;
             while (Volatile.Read(ref done) == 0 || samples < 100)
@@ -41,9 +43,9 @@ public class HealthStressTests
                 samples++;
             }
             return samples;
-        });
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-        var workers = Enumerable.Range(0, 8).Select(seed => Task.Run(() =>
+        var workers = Enumerable.Range(0, 8).Select(seed => Task.Factory.StartNew(() =>
         {
             var random = new Random(seed);
             for (var i = 0; i < PerThread; i++)
@@ -75,7 +77,7 @@ public class HealthStressTests
                         break;
                 }
             }
-        })).ToArray();
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
         await Task.WhenAll(workers);
         Volatile.Write(ref done, 1);
         var sampled = await sampler;
