@@ -20,9 +20,12 @@ public static partial class ConfigLoader
     private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log", "state_file", "shutdown"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
     private static readonly string[] ListenerKeys = ["name", "address", "protocol"];
-    private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts"];
+    private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
+    private static readonly string[] RetryKeys = ["attempts", "on", "per_try_timeout", "backoff", "idempotency_header", "max_body"];
+    private static readonly string[] BackoffKeys = ["base", "max"];
+    private static readonly string[] BudgetKeys = ["percent", "min_concurrent"];
     private static readonly string[] MatchKeys = ["host", "path_prefix", "path", "methods", "headers"];
-    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy"];
+    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget"];
     private static readonly string[] HealthKeys = ["active", "passive"];
     private static readonly string[] ActiveKeys = ["type", "path", "method", "host", "expect_status", "expect_body", "port", "interval", "fast_interval", "timeout", "healthy_after", "unhealthy_after", "jitter"];
     private static readonly string[] PassiveKeys = ["enabled", "consecutive_failures", "consecutive_5xx", "failure_statuses", "ejection", "max_ejection", "max_ejected_percent"];
@@ -175,11 +178,12 @@ public static partial class ConfigLoader
         var pool = map.String("pool", required: true);
         var match = ReadMatch(map);
         var timeouts = ReadTimeouts(map);
+        var retries = ReadRetries(map);
         if (name is null || pool is null || match is null)
         {
             return null;
         }
-        var route = new RouteConfig(name, match, pool, timeouts);
+        var route = new RouteConfig(name, match, pool, timeouts) { Retries = retries };
         map.LocateSelf(route);
         map.Locate(route, "name", "name");
         map.Locate(route, "pool", "pool");
@@ -229,6 +233,41 @@ public static partial class ConfigLoader
         return match;
     }
 
+    private static RetryConfig ReadRetries(YamlMap parent)
+    {
+        var map = parent.Map("retries", RetryKeys);
+        if (map is null)
+        {
+            return RetryConfig.Unset;
+        }
+        EquatableList<string>? on = null;
+        if (map.Has("on"))
+        {
+            var items = new List<string>();
+            foreach (var item in map.Strings("on"))
+            {
+                if (RetryConfig.Conditions.Contains(item) || int.TryParse(item, out var status) && status is >= 400 and <= 599)
+                {
+                    items.Add(item);
+                }
+                else
+                {
+                    map.Error(map.Value("on")!, $"{map.Describe("on")}: '{item}' is not a retry condition{Suggest.DidYouMean(item, RetryConfig.Conditions)} (expected {string.Join(", ", RetryConfig.Conditions)}, or a status such as 503)");
+                }
+            }
+            on = new(items);
+        }
+        var backoff = map.Map("backoff", BackoffKeys);
+        return new RetryConfig(
+            map.Int("attempts", 0, 10),
+            on,
+            map.Duration("per_try_timeout"),
+            backoff?.Duration("base", allowZero: true),
+            backoff?.Duration("max", allowZero: true),
+            map.String("idempotency_header") is { Length: > 0 } header ? header : null,
+            map.Size("max_body", 0, 64L << 20));
+    }
+
     private static TimeoutsConfig ReadTimeouts(YamlMap parent)
     {
         var map = parent.Map("timeouts", TimeoutKeys);
@@ -261,13 +300,24 @@ public static partial class ConfigLoader
             }
         }
         var health = HealthReader.Read(map);
+        var poolRetries = ReadRetries(map);
         var slowStart = map.Duration("slow_start", allowZero: true) ?? TimeSpan.Zero;
         var whenNone = map.OneOf("when_none_healthy", NoneHealthyModes) == "route_anyway" ? NoneHealthyMode.RouteAnyway : NoneHealthyMode.Fail;
         if (name is null)
         {
             return null;
         }
-        var pool = new PoolConfig(name, balancing, new(backends), timeouts, hostHeader) { Health = health, SlowStart = slowStart, WhenNoneHealthy = whenNone };
+        var budget = map.Map("retry_budget", BudgetKeys);
+        var pool = new PoolConfig(name, balancing, new(backends), timeouts, hostHeader)
+        {
+            Health = health,
+            SlowStart = slowStart,
+            WhenNoneHealthy = whenNone,
+            Retries = poolRetries,
+            RetryBudget = new RetryBudgetConfig(
+                budget?.Int("percent", 0, 100) ?? RetryBudgetConfig.Default.Percent,
+                budget?.Int("min_concurrent", 0, 100_000) ?? RetryBudgetConfig.Default.MinConcurrent),
+        };
         map.LocateSelf(pool);
         map.Locate(pool, "name", "name");
         map.Locate(pool, "backends", "backends");

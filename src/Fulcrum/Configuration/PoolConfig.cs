@@ -14,6 +14,11 @@ public sealed record PoolConfig(
     public TimeSpan SlowStart { get; init; }
 
     public NoneHealthyMode WhenNoneHealthy { get; init; } = NoneHealthyMode.Fail;
+
+    /// <summary>The retry settings of the pool's routes, unless a route sets its own.</summary>
+    public RetryConfig Retries { get; init; } = RetryConfig.Unset;
+
+    public RetryBudgetConfig RetryBudget { get; init; } = RetryBudgetConfig.Default;
 }
 
 /// <summary>What the Host header sent to a backend is.</summary>

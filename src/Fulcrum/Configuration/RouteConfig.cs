@@ -1,7 +1,10 @@
 namespace Fulcrum.Configuration;
 
 /// <summary>Match rules that send a request to one pool, with per-route timeouts.</summary>
-public sealed record RouteConfig(string Name, RouteMatchConfig Match, string Pool, TimeoutsConfig Timeouts);
+public sealed record RouteConfig(string Name, RouteMatchConfig Match, string Pool, TimeoutsConfig Timeouts)
+{
+    public RetryConfig Retries { get; init; } = RetryConfig.Unset;
+}
 
 /// <summary>
 /// What a request must look like to take a route. Every rule given must hold; an absent rule matches anything.

@@ -140,6 +140,26 @@ internal sealed class YamlMap
         return value;
     }
 
+    public long? Size(string key, long min, long max)
+    {
+        var text = String(key);
+        if (text is null)
+        {
+            return null;
+        }
+        if (!Configuration.Size.TryParse(text, out var value, out var error))
+        {
+            _context.Error(_values[key], $"{Describe(key)}: {error}");
+            return null;
+        }
+        if (value < min || value > max)
+        {
+            _context.Error(_values[key], $"{Describe(key)}: {Configuration.Size.Format(value)} is out of range ({Configuration.Size.Format(min)} to {Configuration.Size.Format(max)})");
+            return null;
+        }
+        return value;
+    }
+
     public HostPort? Address(string key, bool required, bool allowPortZero)
     {
         var text = String(key, required);

@@ -9,5 +9,11 @@ public readonly record struct ForwardResult(FulcrumError Error, string? Detail, 
 {
     public bool Succeeded => Error == FulcrumError.None;
 
+    /// <summary>
+    /// A response whose status the attempt was asked to hold rather than relay (a retryable
+    /// status): the pipeline retries and disposes it, or relays it when no retry is allowed.
+    /// </summary>
+    public HeldResponse? Held { get; init; }
+
     public static ForwardResult Success(int status) => new(FulcrumError.None, null, status, false, true);
 }

@@ -32,15 +32,15 @@ internal sealed class HttpForwarder
 {
     private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
-    public async ValueTask<ForwardResult> SendAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record)
+    public async ValueTask<ForwardResult> SendAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
     {
         var timeouts = route.Timeouts;
-        using var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
-        var request = CreateRequest(context, route.Pool.Config, backend, timeouts, timer, record.RequestId);
+        var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
+        var request = CreateRequest(context, route.Pool.Config, backend, timeouts, options, timer, record.RequestId);
         var content = request.Content as StreamingRequestContent;
         if (content is null)
         {
-            timer.AwaitResponse(timeouts.Response);
+            timer.AwaitResponse(options.ResponseTimeout);
         }
 
         HttpResponseMessage response;
@@ -54,22 +54,43 @@ internal sealed class HttpForwarder
             record.BytesIn += content?.BytesSent ?? 0;
             var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content, request.Connecting);
             request.Dispose();
+            timer.Dispose();
             return new ForwardResult(error, detail, 0, content?.Started ?? false, false);
         }
 
         record.ConnectMs = request.ConnectMilliseconds;
         record.TimeToFirstByteMs = record.ElapsedMs;
+        record.BytesIn += content?.BytesSent ?? 0;
+        var status = (int)response.StatusCode;
+        if (options.HoldStatuses is { } hold && hold.Contains(status))
+        {
+            // A retryable status: hold it back; the pipeline retries, or relays it after all.
+            return new ForwardResult(FulcrumError.None, null, status, content?.Started ?? false, false)
+            {
+                Held = new HeldResponse(request, response, timer),
+            };
+        }
+        using (timer)
         using (request)
         using (response)
         {
             timer.ResponseReceived();
             var result = await RelayResponseAsync(context, response, timer, record).ConfigureAwait(false);
-            record.BytesIn += content?.BytesSent ?? 0;
             return result with { RequestBodyStarted = content?.Started ?? false };
         }
     }
 
-    private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, ForwardingTimer timer, string requestId)
+    /// <summary>Relays a response an attempt held back, when it turned out not to be retried.</summary>
+    public async ValueTask<ForwardResult> RelayHeldAsync(HttpContext context, HeldResponse held, RequestRecord record)
+    {
+        using (held)
+        {
+            held.Timer.ResponseReceived();
+            return await RelayResponseAsync(context, held.Response, held.Timer, record).ConfigureAwait(false);
+        }
+    }
+
+    private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, AttemptOptions options, ForwardingTimer timer, string requestId)
     {
         var incoming = context.Request;
         var uri = new Uri(backend.BaseUri + RequestTarget.PathAndQuery(incoming, context.Features.Get<IHttpRequestFeature>()?.RawTarget), in RawUri);
@@ -85,7 +106,7 @@ internal sealed class HttpForwarder
         var canHaveBody = context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? incoming.ContentLength > 0;
         if (canHaveBody || incoming.ContentLength == 0)
         {
-            request.Content = new StreamingRequestContent(incoming, timer, timeouts.Response);
+            request.Content = new StreamingRequestContent(incoming, timer, options.ResponseTimeout, options.Replay);
         }
 
         HeaderRules.CopyRequestHeaders(incoming, request);

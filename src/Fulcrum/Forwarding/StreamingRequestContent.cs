@@ -15,12 +15,21 @@ internal sealed class StreamingRequestContent : HttpContent
     private readonly ForwardingTimer _timer;
     private readonly TimeSpan _responseTimeout;
     private readonly CancellationToken _token;
+    private readonly RequestBodyBuffer? _replay;
 
-    public StreamingRequestContent(HttpRequest request, ForwardingTimer timer, TimeSpan responseTimeout)
+    /// <param name="request">The client's request, whose body is read as it arrives.</param>
+    /// <param name="timer">The attempt's timer, re-armed by every chunk.</param>
+    /// <param name="responseTimeout">Armed once the body is sent.</param>
+    /// <param name="replay">
+    /// Shared by every attempt of the request when it may be retried: what an earlier attempt read
+    /// is sent again first, and what this one reads is added to it.
+    /// </param>
+    public StreamingRequestContent(HttpRequest request, ForwardingTimer timer, TimeSpan responseTimeout, RequestBodyBuffer? replay = null)
     {
         _request = request;
         _timer = timer;
         _responseTimeout = responseTimeout;
+        _replay = replay;
         // Taken now: the handler may start sending the body late (Expect: 100-continue), after
         // the timer's source is gone, and reading Token from a disposed source throws.
         _token = timer.Token;
@@ -42,6 +51,12 @@ internal sealed class StreamingRequestContent : HttpContent
         Started = true;
         var reader = _request.BodyReader;
         var token = _token;
+        if (_replay is { Overflowed: false, Recorded.Length: > 0 } replay)
+        {
+            _timer.Activity(WaitingOn.Backend);
+            await stream.WriteAsync(replay.Recorded, token).ConfigureAwait(false);
+            BytesSent += replay.Recorded.Length;
+        }
         while (true)
         {
             _timer.Activity(WaitingOn.Client);
@@ -56,13 +71,34 @@ internal sealed class StreamingRequestContent : HttpContent
                 throw;
             }
             var buffer = result.Buffer;
-            foreach (var segment in buffer)
+            var consumed = false;
+            try
             {
-                _timer.Activity(WaitingOn.Backend);
-                await stream.WriteAsync(segment, token).ConfigureAwait(false);
-                BytesSent += segment.Length;
+                foreach (var segment in buffer)
+                {
+                    _timer.Activity(WaitingOn.Backend);
+                    await stream.WriteAsync(segment, token).ConfigureAwait(false);
+                    BytesSent += segment.Length;
+                }
+                // Recorded only once consumed: a chunk whose write failed stays in the pipe for
+                // the retry to read again, so nothing is sent twice and nothing is lost.
+                if (_replay is not null)
+                {
+                    foreach (var segment in buffer)
+                    {
+                        _replay.Append(segment.Span);
+                    }
+                }
+                reader.AdvanceTo(buffer.End);
+                consumed = true;
             }
-            reader.AdvanceTo(buffer.End);
+            finally
+            {
+                if (!consumed)
+                {
+                    reader.AdvanceTo(buffer.Start);
+                }
+            }
             if (result.IsCompleted)
             {
                 break;

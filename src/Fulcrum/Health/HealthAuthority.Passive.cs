@@ -105,6 +105,8 @@ public sealed partial class HealthAuthority
                 i.Ejections = 0; // a long good spell forgives earlier ejections
             }
             i.Ejections++;
+            // Probes that passed before the ejection do not count toward coming back from it.
+            i.ProbeSuccesses = 0;
             var duration = TimeSpan.FromTicks(Math.Min(passive.Ejection.Ticks * i.Ejections, passive.MaxEjection.Ticks));
             i.EjectedUntil = now + duration;
             i.EjectionReason = $"ejected for {Duration.Format(duration)} after {why}";

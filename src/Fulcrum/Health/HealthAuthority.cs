@@ -127,7 +127,9 @@ public sealed partial class HealthAuthority : IDisposable
                 {
                     i.ActiveUp = true;
                 }
-                if (i.EjectedUntil is { } until && now >= until)
+                // With active checks an ejection ends through probes, not a timer: healthy_after
+                // passing probes in a row since it began (probed every fast_interval meanwhile).
+                if (i.EjectedUntil is not null && i.ProbeSuccesses >= active.HealthyAfter)
                 {
                     EndEjection(i, now);
                 }
@@ -196,7 +198,6 @@ public sealed partial class HealthAuthority : IDisposable
     /// <summary>Timer callback: an ejection or an override may have lapsed.</summary>
     private void OnTimer(PoolState pool, BackendState backend)
     {
-        var probe = false;
         var overrideLapsed = false;
         lock (pool.HealthLock)
         {
@@ -211,17 +212,10 @@ public sealed partial class HealthAuthority : IDisposable
                 i.Override = null;
                 overrideLapsed = true;
             }
-            if (i.EjectedUntil is { } until && now >= until)
+            if (i.EjectedUntil is { } until && now >= until && pool.Config.Health.Active is null)
             {
-                if (pool.Config.Health.Active is null)
-                {
-                    EndEjection(i, now);
-                }
-                else
-                {
-                    // With active checks a backend comes back through a passing probe, not blindly.
-                    probe = true;
-                }
+                // Without active checks the ejection time is all there is to go by.
+                EndEjection(i, now);
             }
             ScheduleTimer(pool, backend);
             Recompute(pool, backend);
@@ -229,10 +223,6 @@ public sealed partial class HealthAuthority : IDisposable
         if (overrideLapsed)
         {
             SaveOverrides();
-        }
-        if (probe)
-        {
-            ProbeNow?.Invoke(pool, backend);
         }
     }
 
@@ -314,9 +304,9 @@ public sealed partial class HealthAuthority : IDisposable
         }
         if (i.EjectedUntil is { } until)
         {
-            return now < until
-                ? (HealthStatus.Ejected, i.EjectionReason ?? "ejected", HealthSource.Passive)
-                : (HealthStatus.Ejected, $"{i.EjectionReason}; the ejection is over, waiting for a passing health check", HealthSource.Passive);
+            return config.Active is { } checks
+                ? (HealthStatus.Ejected, $"{i.EjectionReason}; back after {checks.HealthyAfter} passing health check(s) in a row ({i.ProbeSuccesses} so far)", HealthSource.Passive)
+                : (HealthStatus.Ejected, i.EjectionReason ?? "ejected", HealthSource.Passive);
         }
         if (config.Active is not { } active)
         {

@@ -1,4 +1,6 @@
+using System.Collections.Frozen;
 using System.Diagnostics;
+using Fulcrum.Configuration;
 using Fulcrum.Forwarding;
 using Fulcrum.Health;
 using Fulcrum.Observability;
@@ -98,35 +100,97 @@ internal sealed partial class RequestPipeline
             return;
         }
 
-        // A connect failure means the backend never saw the request, so another backend may always
-        // be tried, for any method (nginx's proxy_next_upstream "error" default does the same).
-        // Each backend is tried at most once.
+        var retry = route.Retry;
+        var mayReplay = retry.Attempts > 0 && IsReplaySafe(request, retry);
+        using var replay = mayReplay && HasBody(context) ? new RequestBodyBuffer(retry.MaxBody) : null;
         var candidates = available;
+        var retries = 0;
+        var holdingRetry = false;
         ForwardResult result = default;
-        for (var attempt = 0; ; attempt++)
+        pool.EnterRequest();
+        try
         {
-            var backend = pool.Policy.Pick(pool, candidates);
-            record.Backend = backend.DisplayName;
-            var started = Stopwatch.GetTimestamp();
-            backend.BeginRequest();
-            try
+            while (true)
             {
-                result = await _forwarder.SendAsync(context, route, backend, record).ConfigureAwait(false);
-            }
-            finally
-            {
-                backend.EndRequest(failed: !result.Succeeded && result.Error != FulcrumError.ClientAborted);
-            }
-            _runtime.Health.ReportTraffic(pool, backend, result);
-            record.AddAttempt(new AttemptRecord(backend.DisplayName, result.Error, result.Detail, result.UpstreamStatus, Stopwatch.GetElapsedTime(started).TotalMilliseconds));
+                var backend = pool.Policy.Pick(pool, candidates);
+                record.Backend = backend.DisplayName;
+                var started = Stopwatch.GetTimestamp();
+                // Hold a retryable status back only while another try could still follow it.
+                var options = new AttemptOptions(
+                    retry.PerTryTimeout is { } perTry && perTry < route.Timeouts.Response ? perTry : route.Timeouts.Response,
+                    replay,
+                    mayReplay && retries < retry.Attempts && retry.OnStatus.Count > 0 ? retry.OnStatus : null);
+                backend.BeginRequest();
+                try
+                {
+                    result = await _forwarder.SendAsync(context, route, backend, record, options).ConfigureAwait(false);
+                }
+                finally
+                {
+                    backend.EndRequest(failed: !result.Succeeded && result.Error != FulcrumError.ClientAborted);
+                    if (holdingRetry)
+                    {
+                        pool.EndRetry();
+                        holdingRetry = false;
+                    }
+                }
+                _runtime.Health.ReportTraffic(pool, backend, result);
+                record.AddAttempt(new AttemptRecord(backend.DisplayName, result.Held is null ? result.Error : FulcrumError.None, result.Detail, result.UpstreamStatus, Stopwatch.GetElapsedTime(started).TotalMilliseconds));
 
-            if (result.Succeeded || !ErrorCodes.IsConnectFailure(result.Error) || result.RequestBodyStarted || candidates.Length == 1)
-            {
-                break;
+                if (RetryReason(result, retry, mayReplay, replay, retries) is not { } reason)
+                {
+                    break;
+                }
+                // The next try goes to a backend not tried yet; when every one has been, it goes
+                // round again after a backoff (no wait when it goes elsewhere).
+                var next = Without(candidates, backend);
+                var again = next.Length == 0;
+                if (again && retries >= retry.Attempts)
+                {
+                    break;
+                }
+                if (!pool.TryBeginRetry())
+                {
+                    break; // the budget is spent: the error (or held response) goes to the client
+                }
+                holdingRetry = true;
+                pool.CountRetry(reason);
+                // A connect failure never reached a backend, so it does not use up an attempt
+                // while untried backends remain; anything else does.
+                if (!ErrorCodes.IsConnectFailure(result.Error) || again)
+                {
+                    retries++;
+                }
+                result.Held?.Dispose();
+                candidates = again ? pool.Available : next;
+                if (candidates.Length == 0)
+                {
+                    break;
+                }
+                if (again)
+                {
+                    await Task.Delay(Backoff(retry, retries), context.RequestAborted).ConfigureAwait(false);
+                }
             }
-            candidates = Without(candidates, backend);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            result = new ForwardResult(FulcrumError.ClientAborted, "the client went away during a retry backoff", 0, false, false);
+        }
+        finally
+        {
+            if (holdingRetry)
+            {
+                pool.EndRetry();
+            }
+            pool.LeaveRequest();
         }
 
+        if (result.Held is { } held)
+        {
+            // A retryable status that was not retried after all: the client gets it as it is.
+            result = await _forwarder.RelayHeldAsync(context, held, record).ConfigureAwait(false);
+        }
         if (result.Succeeded)
         {
             return;
@@ -147,6 +211,67 @@ internal sealed partial class RequestPipeline
             return;
         }
         await ErrorResponder.WriteAsync(context, result.Error, record, Describe(result.Error, route.Name, pool, record), Reports(record)).ConfigureAwait(false);
+    }
+
+    private static readonly FrozenSet<string> IdempotentMethods =
+        new[] { "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE" }.ToFrozenSet(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Whether a request the backend may have received can be sent again: its method is
+    /// idempotent (RFC 9110 §9.2.2), or the client marked it with the idempotency header.
+    /// </summary>
+    private static bool IsReplaySafe(HttpRequest request, ResolvedRetry retry) =>
+        IdempotentMethods.Contains(request.Method) || request.Headers.ContainsKey(retry.IdempotencyHeader);
+
+    private static bool HasBody(HttpContext context) =>
+        context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? context.Request.ContentLength > 0;
+
+    /// <summary>
+    /// Why this attempt's outcome may be retried (the reason it is counted under), or null when it
+    /// may not. A connect failure may always be retried: the backend never saw the request. Any
+    /// other failure only when the request is replay-safe, attempts are left, nothing of the
+    /// response reached the client, and the body sent so far was kept.
+    /// </summary>
+    private static FulcrumError? RetryReason(in ForwardResult result, ResolvedRetry retry, bool replaySafe, RequestBodyBuffer? replay, int retries)
+    {
+        if (result.Held is not null)
+        {
+            return retries < retry.Attempts ? FulcrumError.None : null;
+        }
+        if (result.Succeeded || result.ResponseStarted)
+        {
+            return null;
+        }
+        var condition = result.Error switch
+        {
+            FulcrumError.ConnectRefused or FulcrumError.ConnectFailed => RetryConfig.ConnectFailure,
+            FulcrumError.ConnectTimeout => RetryConfig.ConnectTimeout,
+            FulcrumError.UpstreamReset => RetryConfig.Reset,
+            FulcrumError.ResponseTimeout => RetryConfig.ResponseTimeout,
+            _ => null,
+        };
+        if (condition is null || !retry.On.Contains(condition))
+        {
+            return null;
+        }
+        if (ErrorCodes.IsConnectFailure(result.Error))
+        {
+            return result.Error;
+        }
+        if (!replaySafe || retries >= retry.Attempts || (result.RequestBodyStarted && (replay is null || replay.Overflowed)))
+        {
+            return null;
+        }
+        return result.Error;
+    }
+
+    /// <summary>Full jitter: a random wait up to base × 2^n, capped (AWS's "exponential backoff and jitter").</summary>
+    private static TimeSpan Backoff(ResolvedRetry retry, int retries)
+    {
+        var ceiling = Math.Min(retry.BackoffMax.Ticks, retry.BackoffBase.Ticks << Math.Min(retries, 20));
+#pragma warning disable CA5394 // jitter, not a secret
+        return ceiling <= 0 ? TimeSpan.Zero : TimeSpan.FromTicks(Random.Shared.NextInt64(ceiling));
+#pragma warning restore CA5394
     }
 
     private static BackendState[] Without(BackendState[] candidates, BackendState tried)

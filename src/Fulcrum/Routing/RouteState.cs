@@ -18,7 +18,10 @@ public sealed class RouteState
         _methods = [.. config.Match.Methods];
         _headers = [.. config.Match.Headers];
         Timeouts = ResolvedTimeouts.Resolve(config.Timeouts, pool.Config.Timeouts);
+        Retry = ResolvedRetry.Resolve(config.Retries, pool.Config.Retries);
     }
+
+    public ResolvedRetry Retry { get; }
 
     public RouteConfig Config { get; }
 

@@ -50,6 +50,58 @@ public sealed class PoolState : IDisposable
 
     internal object BalancerLock { get; } = new();
 
+    private int _activeRequests;
+    private int _activeRetries;
+    private long _budgetExhausted;
+    private readonly long[] _retries = new long[Enum.GetValues<Forwarding.FulcrumError>().Length + 1];
+
+    /// <summary>Client requests being served by this pool now (the retry budget is a share of it).</summary>
+    public int ActiveRequests => Volatile.Read(ref _activeRequests);
+
+    /// <summary>Retries refused because the budget was spent.</summary>
+    public long RetryBudgetExhausted => Interlocked.Read(ref _budgetExhausted);
+
+    internal void EnterRequest() => Interlocked.Increment(ref _activeRequests);
+
+    internal void LeaveRequest() => Interlocked.Decrement(ref _activeRequests);
+
+    /// <summary>
+    /// Takes one retry from the budget: retries in flight may be at most <c>percent</c> of the
+    /// pool's requests in flight, or <c>min_concurrent</c>, whichever is more. False (and counted)
+    /// when it is spent.
+    /// </summary>
+    internal bool TryBeginRetry()
+    {
+        var budget = Config.RetryBudget;
+        var allowed = Math.Max(budget.MinConcurrent, Volatile.Read(ref _activeRequests) * budget.Percent / 100);
+        if (Interlocked.Increment(ref _activeRetries) > allowed)
+        {
+            Interlocked.Decrement(ref _activeRetries);
+            Interlocked.Increment(ref _budgetExhausted);
+            return false;
+        }
+        return true;
+    }
+
+    internal void EndRetry() => Interlocked.Decrement(ref _activeRetries);
+
+    /// <summary>Retries made, by the failure that caused them (a status counts as its code's slot 0).</summary>
+    internal void CountRetry(Forwarding.FulcrumError reason) => Interlocked.Increment(ref _retries[(int)reason]);
+
+    public IReadOnlyDictionary<string, long> RetriesByReason()
+    {
+        var result = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var reason in Enum.GetValues<Forwarding.FulcrumError>())
+        {
+            var n = Interlocked.Read(ref _retries[(int)reason]);
+            if (n > 0)
+            {
+                result[reason == Forwarding.FulcrumError.None ? "status" : Forwarding.ErrorCodes.Code(reason)] = n;
+            }
+        }
+        return result;
+    }
+
     /// <summary>Serialises every health transition of this pool's backends (see <see cref="HealthAuthority"/>).</summary>
     internal object HealthLock { get; } = new();
 

@@ -201,27 +201,29 @@ public class HealthAuthorityTests
     }
 
     [Fact]
-    public void Passive_WithActiveChecks_TheBackendReturnsThroughAPassingProbeAfterItsEjection()
+    public void Passive_WithActiveChecks_TheBackendReturnsAfterHealthyAfterPassingProbes()
     {
         var time = new ManualTimeProvider();
         var probe = new FakeProbe(time);
         using var h = HealthHarness.Start("""
                 health:
-                  active: { path: /health, interval: 10s, fast_interval: 2s, jitter: 0s }
+                  active: { path: /health, interval: 10s, fast_interval: 2s, jitter: 0s, healthy_after: 2 }
                   passive: { consecutive_failures: 1, ejection: 30s }
             """, probe: probe, time: time);
+        probe.SetUp("10.0.0.1:80", false);
         h.Traffic(0, HealthHarness.Refused);
         Assert.Equal(HealthStatus.Ejected, h.Status(0));
-        // Probes pass during the ejection, but the ejection time is a minimum.
-        h.Advance(29);
+        Assert.Contains("back after 2 passing health check(s) in a row (0 so far)", h[0].Health.Reason, StringComparison.Ordinal);
+        // While ejected the backend is probed every fast_interval; failing probes keep it out.
+        h.Advance(10);
         Assert.Equal(HealthStatus.Ejected, h.Status(0));
-        probe.SetUp("10.0.0.1:80", false);
-        h.Advance(1.5);
-        Assert.Equal(HealthStatus.Ejected, h.Status(0));
-        Assert.Contains("waiting for a passing health check", h[0].Health.Reason, StringComparison.Ordinal);
         probe.SetUp("10.0.0.1:80", true);
+        var before = probe.Count("10.0.0.1:80");
         h.Advance(2);
-        Assert.Equal(HealthStatus.Healthy, h.Status(0));
+        Assert.Equal(HealthStatus.Ejected, h.Status(0)); // one pass of two
+        h.Advance(2);
+        Assert.Equal(HealthStatus.Healthy, h.Status(0)); // within its probe settings, long before 30 s
+        Assert.Equal(before + 2, probe.Count("10.0.0.1:80"));
     }
 
     [Fact]
