@@ -145,7 +145,9 @@ internal sealed partial class RequestPipeline
                 // round again after a backoff (no wait when it goes elsewhere).
                 var next = Without(candidates, backend);
                 var again = next.Length == 0;
-                if (again && retries >= retry.Attempts)
+                // Going round again is for failures a moment may cure; once every backend has
+                // refused the connection, nothing is listening and the client hears so at once.
+                if (again && (retries >= retry.Attempts || ErrorCodes.IsConnectFailure(result.Error)))
                 {
                     break;
                 }

@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.Http;
 namespace Fulcrum.Tests.Integration;
 
 /// <summary>Bodies stream through in both directions: byte-identical, in flat memory, and as they arrive.</summary>
-[Collection(nameof(MemoryBoundTests))]
+[Collection(nameof(SerialTests))]
 public class StreamingTests
 {
     [Theory]
@@ -123,9 +123,12 @@ public class StreamingTests
     }
 }
 
-/// <summary>Tests that measure the process's memory run alone, so other tests do not move the needle.</summary>
-[CollectionDefinition(nameof(MemoryBoundTests), DisableParallelization = true)]
-public sealed class MemoryBoundTests;
+/// <summary>
+/// Tests that measure memory or time run alone, after the parallel ones, so that other tests do
+/// not move the needle on a two-core machine.
+/// </summary>
+[CollectionDefinition(nameof(SerialTests), DisableParallelization = true)]
+public sealed class SerialTests;
 
 /// <summary>Samples the managed heap while a transfer runs and checks how far it rose.</summary>
 public sealed class MemoryWatch : IDisposable
