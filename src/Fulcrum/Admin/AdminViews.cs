@@ -51,7 +51,16 @@ public sealed record ProbeView(bool Success, string Detail, int? Status, double 
 
 public sealed record OverrideView(string Kind, string Reason, string By, DateTimeOffset Since, DateTimeOffset? Expires);
 
-public sealed record PoolView(string Name, string Balancing, bool ActiveChecks, int Available, bool FailingOpen, IReadOnlyList<BackendView> Backends)
+public sealed record PoolView(
+    string Name,
+    string Balancing,
+    bool ActiveChecks,
+    int Available,
+    bool FailingOpen,
+    int ActiveRequests,
+    IReadOnlyDictionary<string, long> Retries,
+    long RetryBudgetExhausted,
+    IReadOnlyList<BackendView> Backends)
 {
     public static PoolView Of(PoolState pool) => new(
         pool.Name,
@@ -59,6 +68,9 @@ public sealed record PoolView(string Name, string Balancing, bool ActiveChecks, 
         pool.Config.Health.Active is not null,
         pool.Available.Length,
         pool.FailingOpen,
+        pool.ActiveRequests,
+        pool.RetriesByReason(),
+        pool.RetryBudgetExhausted,
         [.. pool.Backends.Select(BackendView.Of)]);
 }
 
