@@ -60,6 +60,8 @@ public sealed record PoolView(
     int ActiveRequests,
     IReadOnlyDictionary<string, long> Retries,
     long RetryBudgetExhausted,
+    int Pending,
+    long Saturated,
     IReadOnlyList<BackendView> Backends)
 {
     public static PoolView Of(PoolState pool) => new(
@@ -71,6 +73,8 @@ public sealed record PoolView(
         pool.ActiveRequests,
         pool.RetriesByReason(),
         pool.RetryBudgetExhausted,
+        pool.Pending,
+        pool.Saturated,
         [.. pool.Backends.Select(BackendView.Of)]);
 }
 

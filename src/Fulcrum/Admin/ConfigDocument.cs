@@ -58,6 +58,26 @@ internal static class ConfigDocument
             json.WriteEndObject();
             json.WriteString("pool", r.Pool);
             var pool = config.Pools.FirstOrDefault(p => p.Name == r.Pool);
+            var retry = ResolvedRetry.Resolve(r.Retries, pool?.Retries ?? RetryConfig.Unset);
+            json.WriteStartObject("retries");
+            json.WriteNumber("attempts", retry.Attempts);
+            json.WriteStartArray("on");
+            foreach (var on in retry.On.Order(StringComparer.Ordinal))
+            {
+                json.WriteStringValue(on);
+            }
+            foreach (var status in retry.OnStatus.Order())
+            {
+                json.WriteNumberValue(status);
+            }
+            json.WriteEndArray();
+            if (retry.PerTryTimeout is { } perTry)
+            {
+                json.WriteString("per_try_timeout", Duration.Format(perTry));
+            }
+            json.WriteString("idempotency_header", retry.IdempotencyHeader);
+            json.WriteString("max_body", Size.Format(retry.MaxBody));
+            json.WriteEndObject();
             var t = Routing.ResolvedTimeouts.Resolve(r.Timeouts, pool?.Timeouts ?? TimeoutsConfig.Unset);
             json.WriteStartObject("timeouts");
             json.WriteString("connect", Duration.Format(t.Connect));
@@ -110,6 +130,16 @@ internal static class ConfigDocument
             json.WriteNumber("max_ejected_percent", s.MaxEjectedPercent);
             json.WriteEndObject();
             json.WriteEndObject();
+            json.WriteStartObject("limits");
+            json.WriteNumber("max_requests", p.Limits.MaxRequests);
+            json.WriteNumber("max_connections", p.Limits.MaxConnections);
+            json.WriteNumber("max_pending", p.Limits.MaxPending);
+            json.WriteString("queue_timeout", Duration.Format(p.Limits.QueueTimeout));
+            json.WriteEndObject();
+            json.WriteStartObject("retry_budget");
+            json.WriteNumber("percent", p.RetryBudget.Percent);
+            json.WriteNumber("min_concurrent", p.RetryBudget.MinConcurrent);
+            json.WriteEndObject();
             json.WriteStartArray("backends");
             foreach (var b in p.Backends)
             {
@@ -117,6 +147,10 @@ internal static class ConfigDocument
                 json.WriteString("address", b.Address);
                 json.WriteNumber("weight", b.Weight);
                 WriteIf(json, "name", b.Name);
+                if (b.MaxRequests > 0)
+                {
+                    json.WriteNumber("max_requests", b.MaxRequests);
+                }
                 json.WriteEndObject();
             }
             json.WriteEndArray();
@@ -137,6 +171,10 @@ internal static class ConfigDocument
         json.WriteString("format", config.AccessLog.Format);
         json.WriteEndObject();
         WriteIf(json, "state_file", config.EffectiveStateFile);
+        json.WriteStartObject("shutdown");
+        json.WriteString("delay", Duration.Format(config.Shutdown.Delay));
+        json.WriteString("drain_timeout", Duration.Format(config.Shutdown.DrainTimeout));
+        json.WriteEndObject();
         json.WriteEndObject();
     }
 

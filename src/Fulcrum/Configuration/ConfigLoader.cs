@@ -25,13 +25,14 @@ public static partial class ConfigLoader
     private static readonly string[] BackoffKeys = ["base", "max"];
     private static readonly string[] BudgetKeys = ["percent", "min_concurrent"];
     private static readonly string[] MatchKeys = ["host", "path_prefix", "path", "methods", "headers"];
-    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget"];
+    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget", "limits"];
+    private static readonly string[] LimitKeys = ["max_requests", "max_connections", "max_pending", "queue_timeout"];
     private static readonly string[] HealthKeys = ["active", "passive"];
     private static readonly string[] ActiveKeys = ["type", "path", "method", "host", "expect_status", "expect_body", "port", "interval", "fast_interval", "timeout", "healthy_after", "unhealthy_after", "jitter"];
     private static readonly string[] PassiveKeys = ["enabled", "consecutive_failures", "consecutive_5xx", "failure_statuses", "ejection", "max_ejection", "max_ejected_percent"];
     private static readonly string[] ProbeTypes = ["http", "tcp"];
     private static readonly string[] NoneHealthyModes = ["fail", "route_anyway"];
-    private static readonly string[] BackendKeys = ["address", "weight", "name"];
+    private static readonly string[] BackendKeys = ["address", "weight", "name", "max_requests"];
     private static readonly string[] TimeoutKeys = ["connect", "response", "idle"];
     private static readonly string[] AdminKeys = ["address", "token_file"];
     private static readonly string[] AccessLogKeys = ["enabled", "path", "format"];
@@ -308,12 +309,18 @@ public static partial class ConfigLoader
             return null;
         }
         var budget = map.Map("retry_budget", BudgetKeys);
+        var limits = map.Map("limits", LimitKeys);
         var pool = new PoolConfig(name, balancing, new(backends), timeouts, hostHeader)
         {
             Health = health,
             SlowStart = slowStart,
             WhenNoneHealthy = whenNone,
             Retries = poolRetries,
+            Limits = limits is null ? LimitsConfig.None : new LimitsConfig(
+                limits.Int("max_requests", 0, 1_000_000) ?? 0,
+                limits.Int("max_connections", 0, 1_000_000) ?? 0,
+                limits.Int("max_pending", 0, 1_000_000) ?? 0,
+                limits.Duration("queue_timeout") ?? LimitsConfig.None.QueueTimeout),
             RetryBudget = new RetryBudgetConfig(
                 budget?.Int("percent", 0, 100) ?? RetryBudgetConfig.Default.Percent,
                 budget?.Int("min_concurrent", 0, 100_000) ?? RetryBudgetConfig.Default.MinConcurrent),
@@ -365,7 +372,10 @@ public static partial class ConfigLoader
             map.Error(map.Value("address")!, $"{map.Describe("address")}: '{address}' has no host; '*' means every interface and is for listeners only");
             return null;
         }
-        var backend = new BackendConfig(map.String("address")!.Trim(), address, weight, string.IsNullOrEmpty(name) ? null : name);
+        var backend = new BackendConfig(map.String("address")!.Trim(), address, weight, string.IsNullOrEmpty(name) ? null : name)
+        {
+            MaxRequests = map.Int("max_requests", 0, 1_000_000) ?? 0,
+        };
         map.LocateSelf(backend);
         map.Locate(backend, "address", "address");
         map.Locate(backend, "name", "name");

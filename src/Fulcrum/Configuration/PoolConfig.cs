@@ -19,6 +19,19 @@ public sealed record PoolConfig(
     public RetryConfig Retries { get; init; } = RetryConfig.Unset;
 
     public RetryBudgetConfig RetryBudget { get; init; } = RetryBudgetConfig.Default;
+
+    public LimitsConfig Limits { get; init; } = LimitsConfig.None;
+}
+
+/// <summary>
+/// How much a pool takes on: requests in flight and upstream connections per backend, and how many
+/// requests may wait for room, for how long. Zero means no limit. Beyond them: 503 pool_saturated.
+/// </summary>
+public sealed record LimitsConfig(int MaxRequests, int MaxConnections, int MaxPending, TimeSpan QueueTimeout)
+{
+    public static LimitsConfig None { get; } = new(0, 0, 0, TimeSpan.FromSeconds(1));
+
+    public bool Any => MaxRequests > 0;
 }
 
 /// <summary>What the Host header sent to a backend is.</summary>
@@ -34,6 +47,9 @@ public enum HostHeaderMode
 /// <summary>One backend instance. Its identity is its pool plus <see cref="Address"/> as written.</summary>
 public sealed record BackendConfig(string Address, HostPort Endpoint, int Weight, string? Name)
 {
+    /// <summary>This backend's own limit of requests in flight, over the pool's; 0 for the pool's.</summary>
+    public int MaxRequests { get; init; }
+
     public const int MinWeight = 1;
     public const int MaxWeight = 1000;
 }

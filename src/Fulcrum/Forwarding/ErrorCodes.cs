@@ -11,6 +11,7 @@ public static class ErrorCodes
         FulcrumError.None => "",
         FulcrumError.NoRoute => "no_route",
         FulcrumError.NoHealthyBackend => "no_healthy_backend",
+        FulcrumError.PoolSaturated => "pool_saturated",
         FulcrumError.ConnectRefused => "connect_refused",
         FulcrumError.ConnectTimeout => "connect_timeout",
         FulcrumError.ConnectFailed => "connect_failed",
@@ -31,6 +32,7 @@ public static class ErrorCodes
     {
         FulcrumError.NoRoute => 404,
         FulcrumError.NoHealthyBackend => 503,
+        FulcrumError.PoolSaturated => 503,
         FulcrumError.ConnectRefused => 502,
         FulcrumError.ConnectTimeout => 504,
         FulcrumError.ConnectFailed => 502,

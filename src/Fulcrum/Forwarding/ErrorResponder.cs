@@ -29,6 +29,10 @@ internal static class ErrorResponder
         response.Headers[HeaderRules.ErrorHeader] = code;
         response.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
         response.Headers.CacheControl = "no-store";
+        if (error == FulcrumError.PoolSaturated)
+        {
+            response.Headers.RetryAfter = "1";
+        }
         if (closeAfter)
         {
             // The framing of this connection can no longer be trusted: answer and close it.
@@ -102,6 +106,7 @@ internal static class ErrorResponder
     {
         FulcrumError.NoRoute => "Check the match rules (host, path_prefix, path, methods, headers) of the routes in the configuration.",
         FulcrumError.NoHealthyBackend => "Every backend of the pool is out of rotation; the list above says why for each one.",
+        FulcrumError.PoolSaturated => "Every backend is at its limit of requests in flight and the queue is full or was waited out: add backends, raise limits.max_requests, or slow the clients down (they were told when to retry).",
         FulcrumError.ConnectRefused => "Check that the backend is running and listening on that address and port.",
         FulcrumError.ConnectTimeout => "Check that the backend's host is up and reachable from Fulcrum and is not overloaded, or raise timeouts.connect.",
         FulcrumError.ConnectFailed => "Check the backend's address and that its host is reachable from Fulcrum.",

@@ -9,6 +9,7 @@ public enum FulcrumError
     None = 0,
     NoRoute,
     NoHealthyBackend,
+    PoolSaturated,
     ConnectRefused,
     ConnectTimeout,
     ConnectFailed,

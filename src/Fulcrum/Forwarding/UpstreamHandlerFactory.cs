@@ -11,7 +11,8 @@ namespace Fulcrum.Forwarding;
 /// </summary>
 internal static class UpstreamHandlerFactory
 {
-    public static HttpMessageInvoker CreateInvoker()
+    /// <param name="maxConnections">Upstream connections per backend (0: unlimited); requests beyond wait for one.</param>
+    public static HttpMessageInvoker CreateInvoker(int maxConnections = 0)
     {
         var handler = new SocketsHttpHandler
         {
@@ -29,6 +30,7 @@ internal static class UpstreamHandlerFactory
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(50),
             ConnectCallback = ConnectAsync,
             Expect100ContinueTimeout = TimeSpan.FromSeconds(1),
+            MaxConnectionsPerServer = maxConnections > 0 ? maxConnections : int.MaxValue,
             // Byte-transparent header values in both directions (see FulcrumServer).
             RequestHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,
             ResponseHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,

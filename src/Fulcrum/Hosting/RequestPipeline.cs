@@ -112,7 +112,15 @@ internal sealed partial class RequestPipeline
         {
             while (true)
             {
-                var backend = pool.Policy.Pick(pool, candidates);
+                var backend = pool.HasLimits
+                    ? await AdmitAsync(pool, candidates, context.RequestAborted).ConfigureAwait(false)
+                    : Begin(pool.Policy.Pick(pool, candidates));
+                if (backend is null)
+                {
+                    pool.CountSaturated();
+                    result = new ForwardResult(FulcrumError.PoolSaturated, "every backend is at its limit of requests in flight", 0, false, false);
+                    break;
+                }
                 record.Backend = backend.DisplayName;
                 var started = Stopwatch.GetTimestamp();
                 // Hold a retryable status back only while another try could still follow it.
@@ -120,7 +128,6 @@ internal sealed partial class RequestPipeline
                     retry.PerTryTimeout is { } perTry && perTry < route.Timeouts.Response ? perTry : route.Timeouts.Response,
                     replay,
                     mayReplay && retries < retry.Attempts && retry.OnStatus.Count > 0 ? retry.OnStatus : null);
-                backend.BeginRequest();
                 try
                 {
                     result = await _forwarder.SendAsync(context, route, backend, record, options).ConfigureAwait(false);
@@ -215,6 +222,99 @@ internal sealed partial class RequestPipeline
         await ErrorResponder.WriteAsync(context, result.Error, record, Describe(result.Error, route.Name, pool, record), Reports(record)).ConfigureAwait(false);
     }
 
+    private static BackendState Begin(BackendState backend)
+    {
+        backend.BeginRequest();
+        return backend;
+    }
+
+    /// <summary>
+    /// Picks a backend with room under its limit of requests in flight, and counts the request on
+    /// it. When none has room the request waits in the pool's queue (if it has a place) until a
+    /// request ends somewhere or <c>queue_timeout</c> passes; null means saturated.
+    /// </summary>
+    private static async ValueTask<BackendState?> AdmitAsync(PoolState pool, BackendState[] candidates, CancellationToken aborted)
+    {
+        var limits = pool.Config.Limits;
+        var deadline = Stopwatch.GetTimestamp() + (long)(limits.QueueTimeout.TotalSeconds * Stopwatch.Frequency);
+        var queued = false;
+        try
+        {
+            while (true)
+            {
+                // Taken before looking, so a request that ends after the look still wakes us.
+                var roomFreed = pool.RoomMayBeFree;
+                var withRoom = WithRoom(candidates, limits);
+                if (withRoom.Length > 0)
+                {
+                    var backend = pool.Policy.Pick(pool, withRoom);
+                    if (backend.TryBeginRequest(backend.MaxRequests(limits)))
+                    {
+                        return backend;
+                    }
+                    continue; // another request took the last slot first
+                }
+                if (!queued)
+                {
+                    if (limits.MaxPending == 0 || !pool.TryJoinQueue())
+                    {
+                        return null;
+                    }
+                    queued = true;
+                    continue; // look once more now that a freed slot will signal us
+                }
+                var remaining = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
+                if (remaining <= TimeSpan.Zero)
+                {
+                    return null;
+                }
+                try
+                {
+                    await roomFreed.WaitAsync(remaining, aborted).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    return null;
+                }
+            }
+        }
+        finally
+        {
+            if (queued)
+            {
+                pool.LeaveQueue();
+            }
+        }
+    }
+
+    private static BackendState[] WithRoom(BackendState[] candidates, LimitsConfig limits)
+    {
+        var count = 0;
+        foreach (var b in candidates)
+        {
+            var max = b.MaxRequests(limits);
+            if (max <= 0 || b.InFlight < max)
+            {
+                count++;
+            }
+        }
+        if (count == candidates.Length)
+        {
+            return candidates;
+        }
+        var room = new BackendState[count];
+        var i = 0;
+        foreach (var b in candidates)
+        {
+            var max = b.MaxRequests(limits);
+            if (max <= 0 || b.InFlight < max)
+            {
+                room[i++] = b;
+            }
+        }
+        return room;
+    }
+
     private static readonly FrozenSet<string> IdempotentMethods =
         new[] { "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE" }.ToFrozenSet(StringComparer.Ordinal);
 
@@ -304,6 +404,7 @@ internal sealed partial class RequestPipeline
             FulcrumError.IdleTimeout => $"The exchange with pool '{pool.Name}' (route '{route}') went idle.",
             FulcrumError.ClientTimeout => "The client stopped sending its request.",
             FulcrumError.BadRequest => "The request body is malformed.",
+            FulcrumError.PoolSaturated => $"Every backend of pool '{pool.Name}' (route '{route}') is at its limit of requests in flight, and the queue is full or its wait ran out.",
             _ => $"The backend of pool '{pool.Name}' (route '{route}') broke the exchange.",
         };
     }

@@ -126,6 +126,29 @@ public sealed class BackendState
 
     internal void UpdateConfig(BackendConfig config) => Volatile.Write(ref _config, config);
 
+    /// <summary>
+    /// Counts a request as started if the backend has room under <paramref name="max"/> requests in
+    /// flight (0: no limit); pair a true answer with <see cref="EndRequest"/>.
+    /// </summary>
+    public bool TryBeginRequest(int max)
+    {
+        if (max <= 0)
+        {
+            BeginRequest();
+            return true;
+        }
+        if (Interlocked.Increment(ref _inFlight) > max)
+        {
+            Interlocked.Decrement(ref _inFlight);
+            return false;
+        }
+        Interlocked.Increment(ref _requests);
+        return true;
+    }
+
+    /// <summary>The limit of requests in flight that applies to this backend (0: none).</summary>
+    internal int MaxRequests(LimitsConfig limits) => Config.MaxRequests > 0 ? Config.MaxRequests : limits.MaxRequests;
+
     /// <summary>Counts a request as started; pair with <see cref="EndRequest"/>.</summary>
     public void BeginRequest()
     {
@@ -133,9 +156,13 @@ public sealed class BackendState
         Interlocked.Increment(ref _requests);
     }
 
+    /// <summary>Called when a request ends, so a request waiting for room can look again.</summary>
+    internal Action? RoomFreed { get; set; }
+
     public void EndRequest(bool failed)
     {
         Interlocked.Decrement(ref _inFlight);
+        RoomFreed?.Invoke();
         if (failed)
         {
             Interlocked.Increment(ref _failures);

@@ -29,7 +29,7 @@ public sealed class FulcrumRuntime : IDisposable
         var pools = new Dictionary<string, PoolState>(StringComparer.Ordinal);
         foreach (var pool in config.Pools)
         {
-            pools[pool.Name] = new PoolState(pool, UpstreamHandlerFactory.CreateInvoker(), Time);
+            pools[pool.Name] = new PoolState(pool, UpstreamHandlerFactory.CreateInvoker(pool.Limits.MaxConnections), Time);
         }
         var frozen = pools.ToFrozenDictionary(StringComparer.Ordinal);
         _current = new RuntimeSnapshot(config, RouteTable.Build(config, frozen), frozen);

@@ -21,6 +21,14 @@ public sealed class PoolState : IDisposable
         Time = time ?? TimeProvider.System;
         Policy = BalancingPolicies.Get(config.Balancing);
         _backends = [.. config.Backends.Select(b => new BackendState(config.Name, b, Time, config.SlowStart))];
+        HasLimits = config.Limits.Any || config.Backends.Any(b => b.MaxRequests > 0);
+        if (HasLimits)
+        {
+            foreach (var b in _backends)
+            {
+                b.RoomFreed = SignalRoom;
+            }
+        }
     }
 
     public string Name => Config.Name;
@@ -60,6 +68,49 @@ public sealed class PoolState : IDisposable
 
     /// <summary>Retries refused because the budget was spent.</summary>
     public long RetryBudgetExhausted => Interlocked.Read(ref _budgetExhausted);
+
+    private TaskCompletionSource _room = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _pending;
+    private long _saturated;
+
+    /// <summary>True when requests in flight are limited, per pool or per backend.</summary>
+    internal bool HasLimits { get; }
+
+    /// <summary>Requests waiting for a backend with room (bounded by <c>limits.max_pending</c>).</summary>
+    public int Pending => Volatile.Read(ref _pending);
+
+    /// <summary>Requests answered 503 pool_saturated.</summary>
+    public long Saturated => Interlocked.Read(ref _saturated);
+
+    internal void CountSaturated() => Interlocked.Increment(ref _saturated);
+
+    /// <summary>Wakes the requests waiting for room (a request ended somewhere in the pool).</summary>
+    internal void SignalRoom()
+    {
+        if (Volatile.Read(ref _pending) > 0)
+        {
+            Interlocked.Exchange(ref _room, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Joins the queue of requests waiting for room, if it has a place: false at once when
+    /// <c>max_pending</c> are already waiting. Pair a true answer with <see cref="LeaveQueue"/>.
+    /// </summary>
+    internal bool TryJoinQueue()
+    {
+        if (Interlocked.Increment(ref _pending) > Config.Limits.MaxPending)
+        {
+            Interlocked.Decrement(ref _pending);
+            return false;
+        }
+        return true;
+    }
+
+    internal void LeaveQueue() => Interlocked.Decrement(ref _pending);
+
+    /// <summary>Completes when room may have been freed (the caller looks again).</summary>
+    internal Task RoomMayBeFree => Volatile.Read(ref _room).Task;
 
     internal void EnterRequest() => Interlocked.Increment(ref _activeRequests);
 
@@ -120,7 +171,14 @@ public sealed class PoolState : IDisposable
     }
 
     /// <summary>Adds a backend (caller holds <see cref="HealthLock"/>).</summary>
-    internal void AddBackend(BackendState backend) => Volatile.Write(ref _backends, [.. _backends, backend]);
+    internal void AddBackend(BackendState backend)
+    {
+        if (HasLimits)
+        {
+            backend.RoomFreed = SignalRoom;
+        }
+        Volatile.Write(ref _backends, [.. _backends, backend]);
+    }
 
     /// <summary>Removes a backend (caller holds <see cref="HealthLock"/>).</summary>
     internal void RemoveBackend(BackendState backend) =>
