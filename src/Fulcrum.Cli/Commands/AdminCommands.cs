@@ -124,8 +124,13 @@ internal static class AdminCommands
             var (_, result) = await client.PostAsync(BackendPath(p, pool, backend) + "/probe", null, ct).ConfigureAwait(false);
             if (!Json(o, p, output, result))
             {
-                var r = result.GetProperty("probe");
-                output.WriteLine($"{(r.GetProperty("success").GetBoolean() ? "passed" : "failed")}: {r.GetProperty("detail").GetString()} ({r.GetProperty("latency_ms").GetDouble():0.#} ms); now {result.GetProperty("backend").GetProperty("status").GetString()}");
+                var now = result.GetProperty("backend").GetProperty("status").GetString();
+                if (!result.TryGetProperty("probe", out var r))
+                {
+                    output.WriteLine($"no probe ran (the backend was removed or Fulcrum is stopping); now {now}");
+                    return 1;
+                }
+                output.WriteLine($"{(r.GetProperty("success").GetBoolean() ? "passed" : "failed")}: {r.GetProperty("detail").GetString()} ({r.GetProperty("latency_ms").GetDouble():0.#} ms); now {now}");
             }
             return 0;
         }));

@@ -62,18 +62,25 @@ internal sealed partial class AdminApi
             }
         }
         var name = String(body, "name");
+        if (name is not null && (name.Trim().Length == 0 || name.Contains('/', StringComparison.Ordinal)))
+        {
+            await Error(context, 400, "bad_name", "name: give a non-empty name without '/' (it is used in URLs), or leave it out").ConfigureAwait(false);
+            return;
+        }
+        address = address.Trim();
         if (name is not null && pool.Find(name) is { } clash && !string.Equals(clash.Address, address, StringComparison.OrdinalIgnoreCase))
         {
             await Error(context, 409, "name_taken", $"pool '{pool.Name}' already has a backend named '{name}' ({clash.Address})").ConfigureAwait(false);
             return;
         }
-        var existed = pool.Find(address) is not null;
-        var backend = _runtime.AddBackend(pool.Name, new BackendConfig(address.Trim(), endpoint, weight, name), persist: true);
-        if (!existed)
+        // Whether it was new is decided under the pool's lock, once: two requests racing to add the
+        // same address get one 201 and one 200, and one audit event.
+        var backend = _runtime.AddBackend(pool.Name, new BackendConfig(address, endpoint, weight, name), persist: true, out var isNew);
+        if (isNew)
         {
             Audit.Record("add", pool.Name, backend.DisplayName, who, $"address {address}, weight {weight}", _runtime.Time.GetUtcNow());
         }
-        await Ok(context, BackendView.Of(backend), existed ? 200 : 201).ConfigureAwait(false);
+        await Ok(context, BackendView.Of(backend), isNew ? 201 : 200).ConfigureAwait(false);
     }
 
     /// <summary>DELETE: drains the backend (no new requests; those in flight finish, up to <c>?timeout=</c>), then removes it.</summary>
@@ -86,9 +93,11 @@ internal sealed partial class AdminApi
         }
         _runtime.Health.SetOverride(pool, backend, OverrideKind.Drain, "being removed", who);
         var started = _runtime.Time.GetTimestamp();
+        // The removal runs to its end even if the caller goes away (Ctrl-C, a client timeout):
+        // a backend left drained "being removed" forever would be worse. The wait is bounded.
         while (backend.InFlight > 0 && _runtime.Time.GetElapsedTime(started) < timeout)
         {
-            await Task.Delay(TimeSpan.FromMilliseconds(50), _runtime.Time, context.RequestAborted).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(50), _runtime.Time, CancellationToken.None).ConfigureAwait(false);
         }
         var left = backend.InFlight;
         _runtime.RemoveBackend(pool.Name, backend.Address, persist: true);
@@ -117,9 +126,9 @@ internal sealed partial class AdminApi
         TimeSpan? ttl = null;
         if (String(body, "ttl") is { Length: > 0 } ttlText)
         {
-            if (!Duration.TryParse(ttlText, out var parsed, out var error))
+            if (!Duration.TryParse(ttlText, out var parsed, out var error) || parsed <= TimeSpan.Zero)
             {
-                await Error(context, 400, "bad_ttl", $"ttl: {error}").ConfigureAwait(false);
+                await Error(context, 400, "bad_ttl", $"ttl: {(error.Length > 0 ? error : "must be longer than 0s")}").ConfigureAwait(false);
                 return;
             }
             ttl = parsed;

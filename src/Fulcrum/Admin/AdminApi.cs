@@ -185,12 +185,12 @@ internal sealed partial class AdminApi
         return true;
     }
 
-    /// <summary>Reads a JSON object body (an empty body reads as an empty object).</summary>
+    /// <summary>Reads a JSON object body; no body at all (curl -X POST without -d) reads as an empty object.</summary>
     private static async Task<JsonElement> BodyAsync(HttpContext context)
     {
-        using var document = context.Request.ContentLength == 0
-            ? JsonDocument.Parse("{}")
-            : await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted).ConfigureAwait(false);
+        using var reader = new StreamReader(context.Request.Body);
+        var text = await reader.ReadToEndAsync(context.RequestAborted).ConfigureAwait(false);
+        using var document = JsonDocument.Parse(string.IsNullOrWhiteSpace(text) ? "{}" : text);
         return document.RootElement.ValueKind == JsonValueKind.Object ? document.RootElement.Clone() : throw new JsonException("expected a JSON object");
     }
 

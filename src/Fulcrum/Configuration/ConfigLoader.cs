@@ -363,6 +363,10 @@ public static partial class ConfigLoader
         var address = map.Address("address", required: true, allowPortZero: false);
         var weight = map.Int("weight", BackendConfig.MinWeight, BackendConfig.MaxWeight) ?? 1;
         var name = map.String("name");
+        if (name is not null && name.Contains('/', StringComparison.Ordinal))
+        {
+            map.Error(map.Value("name")!, $"{map.Describe("name")}: '{name}' holds a '/'; a backend's name is used in admin URLs");
+        }
         if (address is null)
         {
             return null;

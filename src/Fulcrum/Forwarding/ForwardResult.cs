@@ -15,5 +15,12 @@ public readonly record struct ForwardResult(FulcrumError Error, string? Detail, 
     /// </summary>
     public HeldResponse? Held { get; init; }
 
+    /// <summary>
+    /// A connect-timeout whose request may still have been sent: the response timer ran out while
+    /// a connection was being opened, but the handler may have sent the request on another pooled
+    /// connection meanwhile. Only a replay-safe request may be retried after it.
+    /// </summary>
+    public bool MaybeSent { get; init; }
+
     public static ForwardResult Success(int status) => new(FulcrumError.None, null, status, false, true);
 }

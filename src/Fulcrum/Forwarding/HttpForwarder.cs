@@ -52,17 +52,22 @@ internal sealed class HttpForwarder
         {
             record.ConnectMs = request.ConnectMilliseconds;
             record.BytesIn += content?.BytesSent ?? 0;
-            var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content, request.Connecting);
+            var connecting = request.Connecting;
+            var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content, connecting);
+            // Timed out by the response timer while connecting: the connect callback did not fail
+            // this request itself, so it may have gone out on another pooled connection.
+            var maybeSent = error == FulcrumError.ConnectTimeout && timer.TimedOut && connecting;
             request.Dispose();
             timer.Dispose();
-            return new ForwardResult(error, detail, 0, content?.Started ?? false, false);
+            return new ForwardResult(error, detail, 0, content?.Started ?? false, false) { MaybeSent = maybeSent };
         }
 
         record.ConnectMs = request.ConnectMilliseconds;
         record.TimeToFirstByteMs = record.ElapsedMs;
         record.BytesIn += content?.BytesSent ?? 0;
         var status = (int)response.StatusCode;
-        if (options.HoldStatuses is { } hold && hold.Contains(status))
+        // Held only when a retry could send the whole body again.
+        if (options.HoldStatuses is { } hold && hold.Contains(status) && !(content is { Started: true } && options.Replay is null or { Overflowed: true }))
         {
             // A retryable status: hold it back; the pipeline retries, or relays it after all.
             return new ForwardResult(FulcrumError.None, null, status, content?.Started ?? false, false)

@@ -11,6 +11,8 @@ internal static class UpstreamErrors
     /// <summary>A failure before response headers arrived.</summary>
     public static (FulcrumError Error, string Detail) BeforeResponse(Exception exception, ForwardingTimer timer, StreamingRequestContent? content, bool connecting)
     {
+        // A body that started to flow was sent on a connection: whatever else, not a connect failure.
+        connecting &= content is not { Started: true };
         if (timer.ClientAborted)
         {
             return (FulcrumError.ClientAborted, "the client closed the connection before the response");

@@ -68,6 +68,10 @@ internal static class UpstreamHandlerFactory
         catch
         {
             socket.Dispose();
+            if (request is not null)
+            {
+                request.Connecting = false;
+            }
             throw;
         }
         if (request is not null)

@@ -51,7 +51,8 @@ public sealed class ActiveProber : IDisposable
         ProbeLoop loop;
         lock (_loops)
         {
-            if (_disposed || _loops.ContainsKey(backend))
+            // A backend removed before its loop started (add and remove racing) gets none.
+            if (_disposed || backend.Detached || _loops.ContainsKey(backend))
             {
                 return Task.CompletedTask;
             }
@@ -181,7 +182,11 @@ public sealed class ActiveProber : IDisposable
                 {
                     _running = null;
                 }
-                if (!_stop.IsCancellationRequested)
+                if (_backend.Detached)
+                {
+                    _owner.Stop(_backend); // left its pool: this loop ends here
+                }
+                else if (!_stop.IsCancellationRequested)
                 {
                     Schedule(NextDelay(config));
                 }

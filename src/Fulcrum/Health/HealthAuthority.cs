@@ -62,6 +62,7 @@ public sealed partial class HealthAuthority : IDisposable
                 backend.Inputs.Override = restored;
                 ScheduleTimer(pool, backend);
             }
+            backend.SkipFirstRamp = !rampUp;
             Recompute(pool, backend, initial: true, rampUp);
         }
     }
@@ -144,6 +145,9 @@ public sealed partial class HealthAuthority : IDisposable
                 }
             }
             Recompute(pool, backend);
+            // Only a start-up backend's very first probe is exempt from slow start: one that was
+            // failing and recovers later is cold, and ramps up like any other.
+            backend.SkipFirstRamp = false;
         }
     }
 
@@ -281,9 +285,13 @@ public sealed partial class HealthAuthority : IDisposable
         }
         var change = new HealthEvent(Interlocked.Increment(ref _sequence), pool.Name, backend.DisplayName, previous.Status, status, reason, source, now);
         backend.History.Add(change);
-        if (status == HealthStatus.Healthy && rampUp)
+        if (status == HealthStatus.Healthy)
         {
-            backend.BeginSlowStart();
+            if (rampUp && !backend.SkipFirstRamp)
+            {
+                backend.BeginSlowStart();
+            }
+            backend.SkipFirstRamp = false;
         }
         pool.RepublishAvailable();
         LogChange(change);

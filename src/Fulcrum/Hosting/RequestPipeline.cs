@@ -148,9 +148,10 @@ internal sealed partial class RequestPipeline
                 {
                     break;
                 }
-                // The next try goes to a backend not tried yet; when every one has been, it goes
+                // The next try goes to a backend not tried yet and still available now (one drained
+                // or removed meanwhile takes no retries); when every one has been tried, it goes
                 // round again after a backoff (no wait when it goes elsewhere).
-                var next = Without(candidates, backend);
+                var next = StillAvailable(Without(candidates, backend), pool.Available);
                 var again = next.Length == 0;
                 // Going round again is for failures a moment may cure; once every backend has
                 // refused the connection, nothing is listening and the client hears so at once.
@@ -162,6 +163,12 @@ internal sealed partial class RequestPipeline
                 {
                     break; // the budget is spent: the error (or held response) goes to the client
                 }
+                var following = again ? pool.Available : next;
+                if (following.Length == 0)
+                {
+                    pool.EndRetry();
+                    break; // nowhere to go: a held response is relayed as it is
+                }
                 holdingRetry = true;
                 pool.CountRetry(reason);
                 // A connect failure never reached a backend, so it does not use up an attempt
@@ -171,11 +178,7 @@ internal sealed partial class RequestPipeline
                     retries++;
                 }
                 result.Held?.Dispose();
-                candidates = again ? pool.Available : next;
-                if (candidates.Length == 0)
-                {
-                    break;
-                }
+                candidates = following;
                 if (again)
                 {
                     await Task.Delay(Backoff(retry, retries), context.RequestAborted).ConfigureAwait(false);
@@ -338,7 +341,8 @@ internal sealed partial class RequestPipeline
     {
         if (result.Held is not null)
         {
-            return retries < retry.Attempts ? FulcrumError.None : null;
+            // The forwarder holds a response only when the body can be sent again whole.
+            return retries < retry.Attempts && replaySafe ? FulcrumError.None : null;
         }
         if (result.Succeeded || result.ResponseStarted)
         {
@@ -356,7 +360,7 @@ internal sealed partial class RequestPipeline
         {
             return null;
         }
-        if (ErrorCodes.IsConnectFailure(result.Error))
+        if (ErrorCodes.IsConnectFailure(result.Error) && !result.MaybeSent)
         {
             return result.Error;
         }
@@ -374,6 +378,32 @@ internal sealed partial class RequestPipeline
 #pragma warning disable CA5394 // jitter, not a secret
         return ceiling <= 0 ? TimeSpan.Zero : TimeSpan.FromTicks(Random.Shared.NextInt64(ceiling));
 #pragma warning restore CA5394
+    }
+
+    private static BackendState[] StillAvailable(BackendState[] candidates, BackendState[] available)
+    {
+        var keep = 0;
+        foreach (var c in candidates)
+        {
+            if (Array.IndexOf(available, c) >= 0)
+            {
+                keep++;
+            }
+        }
+        if (keep == candidates.Length)
+        {
+            return candidates;
+        }
+        var result = new BackendState[keep];
+        var i = 0;
+        foreach (var c in candidates)
+        {
+            if (Array.IndexOf(available, c) >= 0)
+            {
+                result[i++] = c;
+            }
+        }
+        return result;
     }
 
     private static BackendState[] Without(BackendState[] candidates, BackendState tried)

@@ -68,7 +68,8 @@ public sealed class BackendState
             var elapsed = _time.GetElapsedTime(from);
             if (elapsed >= SlowStart)
             {
-                Volatile.Write(ref _slowStartFrom, 0);
+                // Only if no newer ramp began meanwhile (a backend flapping back to healthy).
+                Interlocked.CompareExchange(ref _slowStartFrom, 0, from);
                 return full;
             }
             return Math.Max(1, (int)(full * (0.1 + 0.9 * (elapsed / SlowStart))));
@@ -92,8 +93,17 @@ public sealed class BackendState
     /// <summary>Inputs of the health computation; touched only by the authority under the pool's health lock.</summary>
     internal HealthInputs Inputs { get; } = new();
 
+    private volatile bool _detached;
+
     /// <summary>Set once the backend has left its pool: late probe results about it are ignored.</summary>
-    internal bool Detached { get; set; }
+    internal bool Detached
+    {
+        get => _detached;
+        set => _detached = value;
+    }
+
+    /// <summary>True until a start-up backend's first probe: passing it is not a recovery, so no slow start.</summary>
+    internal bool SkipFirstRamp { get; set; }
 
     internal ref int PassiveFailures => ref _passiveFailures;
 

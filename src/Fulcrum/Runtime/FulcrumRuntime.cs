@@ -65,7 +65,11 @@ public sealed class FulcrumRuntime : IDisposable
                 _added[(added.Pool, Key(added.Address))] = added;
             }
         }
-        var overrides = saved.Overrides.ToDictionary(o => (o.Pool, Key(o.Backend)));
+        var overrides = new Dictionary<(string, string), SavedOverride>();
+        foreach (var o in saved.Overrides ?? [])
+        {
+            overrides[(o.Pool, Key(o.Backend))] = o; // the last one written wins
+        }
         foreach (var pool in frozen.Values)
         {
             foreach (var backend in pool.Backends)
@@ -126,10 +130,14 @@ public sealed class FulcrumRuntime : IDisposable
     /// Registers a backend at runtime: it starts pending and is probed at once (healthy at once when
     /// the pool has no active checks). Registering an address the pool already has returns that backend.
     /// </summary>
-    public BackendState AddBackend(string pool, BackendConfig backend, bool persist = false)
+    public BackendState AddBackend(string pool, BackendConfig backend, bool persist = false) =>
+        AddBackend(pool, backend, persist, out _);
+
+    /// <summary>As <see cref="AddBackend(string, BackendConfig, bool)"/>, saying whether it was new.</summary>
+    public BackendState AddBackend(string pool, BackendConfig backend, bool persist, out bool isNew)
     {
         var state = Pool(pool);
-        var added = Health.Add(state, backend, out var isNew);
+        var added = Health.Add(state, backend, out isNew);
         if (isNew)
         {
             Prober.Start(state, added);
