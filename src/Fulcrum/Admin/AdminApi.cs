@@ -30,9 +30,11 @@ internal sealed partial class AdminApi
     private readonly AdminTokens _tokens;
     private readonly Func<bool> _ready;
     private readonly Action<string> _shutdown;
+    private readonly Func<string> _scrape;
 
-    public AdminApi(FulcrumRuntime runtime, AdminTokens tokens, AuditLog audit, Func<bool> ready, Action<string> shutdown)
+    public AdminApi(FulcrumRuntime runtime, AdminTokens tokens, AuditLog audit, Func<bool> ready, Action<string> shutdown, Func<string> scrape)
     {
+        _scrape = scrape;
         _runtime = runtime;
         _tokens = tokens;
         Audit = audit;
@@ -54,7 +56,7 @@ internal sealed partial class AdminApi
                 await (_ready() ? Text(context, 200, "ready\n") : Text(context, 503, "not ready: starting or shutting down\n")).ConfigureAwait(false);
                 return;
         }
-        if (!path.StartsWith(Prefix, StringComparison.Ordinal))
+        if (!path.StartsWith(Prefix, StringComparison.Ordinal) && path != "/metrics")
         {
             await Error(context, 404, "not_found", $"no admin endpoint at {path}; the API is under {Prefix}").ConfigureAwait(false);
             return;
@@ -76,6 +78,13 @@ internal sealed partial class AdminApi
             who = context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
         }
 
+        if (path == "/metrics")
+        {
+            // Behind the same token as the API when one is configured: metrics name every backend.
+            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await context.Response.WriteAsync(_scrape(), context.RequestAborted).ConfigureAwait(false);
+            return;
+        }
         var segments = path[Prefix.Length..].TrimEnd('/').Split('/');
         var method = context.Request.Method;
         try

@@ -45,6 +45,9 @@ public sealed partial class HealthAuthority : IDisposable
     /// </summary>
     public event Action<HealthEvent>? Changed;
 
+    /// <summary>Raised after every probe result is applied (for metrics); handlers must be quick.</summary>
+    public event Action<PoolState, BackendState, ProbeResult>? Probed;
+
     /// <summary>Asks for a probe of a backend now (wired to the active prober).</summary>
     internal Action<PoolState, BackendState>? ProbeNow { get; set; }
 
@@ -149,6 +152,7 @@ public sealed partial class HealthAuthority : IDisposable
             // failing and recovers later is cold, and ramps up like any other.
             backend.SkipFirstRamp = false;
         }
+        Probed?.Invoke(pool, backend, result);
     }
 
     /// <summary>Sets an admin override (disable, drain, force healthy) with its reason and optional time to live.</summary>

@@ -24,6 +24,9 @@ public sealed class FulcrumServerOptions
 
     public TimeProvider? TimeProvider { get; init; }
 
+    /// <summary>The version reported in fulcrum_build_info.</summary>
+    public string Version { get; init; } = typeof(FulcrumServer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
     /// <summary>Replaces the network health probe (tests use this).</summary>
     public Health.IHealthProbe? HealthProbe { get; init; }
 }
@@ -64,12 +67,21 @@ public sealed class FulcrumServer : IAsyncDisposable
 
     public IPEndPoint? AdminEndPoint => _adminListen?.IPEndPoint;
 
+    private PrometheusExporter? _exporter;
+
+    /// <summary>The instruments this server records on (an OpenTelemetry pipeline can listen to <see cref="FulcrumMetrics.Meter"/>).</summary>
+    public FulcrumMetrics? Metrics { get; private init; }
+
+    /// <summary>The metrics in the Prometheus text format, as <c>GET /metrics</c> on the admin listener serves them.</summary>
+    public string ScrapeMetrics() => _exporter?.Scrape() ?? "";
+
     /// <summary>The admin API, when the configuration has an admin section.</summary>
     internal AdminApi? AdminApi { get; private set; }
 
     public static async Task<FulcrumServer> StartAsync(FulcrumConfig config, FulcrumServerOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new FulcrumServerOptions();
+        FulcrumMetrics? metrics = null;
         var listenOptions = new Dictionary<string, ListenOptions>(StringComparer.Ordinal);
         var proxy = BuildApp(options, kestrel =>
         {
@@ -80,6 +92,20 @@ public sealed class FulcrumServer : IAsyncDisposable
                     // Without TLS there is no ALPN to choose a protocol per connection, so a
                     // cleartext listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
                     l.Protocols = listener.Protocol == ListenerConfig.H2cProtocol ? HttpProtocols.Http2 : HttpProtocols.Http1;
+                    var name = listener.Name;
+                    // Counts open client connections per listener for fulcrum_connections.
+                    l.Use(next => async connection =>
+                    {
+                        metrics?.ConnectionOpened(name);
+                        try
+                        {
+                            await next(connection).ConfigureAwait(false);
+                        }
+                        finally
+                        {
+                            metrics?.ConnectionClosed(name);
+                        }
+                    });
                     listenOptions[listener.Name] = l;
                 });
             }
@@ -95,7 +121,9 @@ public sealed class FulcrumServer : IAsyncDisposable
             throw;
         }
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
-        var pipeline = new RequestPipeline(runtime, accessLog, proxy.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Fulcrum.Requests"));
+        metrics = new FulcrumMetrics(runtime, options.Version);
+        var exporter = new PrometheusExporter(metrics.Meter);
+        var pipeline = new RequestPipeline(runtime, accessLog, proxy.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Fulcrum.Requests"), metrics);
         proxy.Run(pipeline.InvokeAsync);
 
         ListenOptions? adminListen = null;
@@ -109,7 +137,7 @@ public sealed class FulcrumServer : IAsyncDisposable
             }));
         }
 
-        var server = new FulcrumServer(proxy, admin, listenOptions, adminListen, runtime, accessLog);
+        var server = new FulcrumServer(proxy, admin, listenOptions, adminListen, runtime, accessLog) { Metrics = metrics, _exporter = exporter };
         if (admin is not null)
         {
             AdminTokens tokens;
@@ -122,7 +150,7 @@ public sealed class FulcrumServer : IAsyncDisposable
                 await server.DisposeAsync().ConfigureAwait(false);
                 throw;
             }
-            server.AdminApi = new AdminApi(runtime, tokens, new AuditLog(), () => server.Ready && !server.ShuttingDown, server.RequestShutdown);
+            server.AdminApi = new AdminApi(runtime, tokens, new AuditLog(), () => server.Ready && !server.ShuttingDown, server.RequestShutdown, exporter.Scrape);
             admin.Run(server.AdminApi.HandleAsync);
         }
         try
@@ -274,6 +302,8 @@ public sealed class FulcrumServer : IAsyncDisposable
         {
             await _admin.DisposeAsync().ConfigureAwait(false);
         }
+        _exporter?.Dispose();
+        Metrics?.Dispose();
         Runtime.Dispose();
         await _accessLog.DisposeAsync().ConfigureAwait(false);
         if (_accessLog.Dropped > 0)

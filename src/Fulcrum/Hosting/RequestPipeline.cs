@@ -21,12 +21,14 @@ internal sealed partial class RequestPipeline
     private readonly AccessLog _accessLog;
 
     private readonly ILogger _logger;
+    private readonly FulcrumMetrics _metrics;
 
-    public RequestPipeline(FulcrumRuntime runtime, AccessLog accessLog, ILogger logger)
+    public RequestPipeline(FulcrumRuntime runtime, AccessLog accessLog, ILogger logger, FulcrumMetrics metrics)
     {
         _runtime = runtime;
         _accessLog = accessLog;
         _logger = logger;
+        _metrics = metrics;
     }
 
     public async Task InvokeAsync(HttpContext context)
@@ -58,6 +60,7 @@ internal sealed partial class RequestPipeline
                 record.Status = context.Response.StatusCode;
             }
             _accessLog.Write(context, record);
+            _metrics.RecordRequest(record);
         }
     }
 
@@ -123,6 +126,8 @@ internal sealed partial class RequestPipeline
                 }
                 record.Backend = backend.DisplayName;
                 var started = Stopwatch.GetTimestamp();
+                var attemptStartMs = record.ElapsedMs;
+                var ttfbBefore = record.TimeToFirstByteMs;
                 // Hold a retryable status back only while another try could still follow it.
                 var options = new AttemptOptions(
                     retry.PerTryTimeout is { } perTry && perTry < route.Timeouts.Response ? perTry : route.Timeouts.Response,
@@ -142,6 +147,7 @@ internal sealed partial class RequestPipeline
                     }
                 }
                 _runtime.Health.ReportTraffic(pool, backend, result);
+                _metrics.RecordAttempt(pool.Name, backend, result, record.ConnectMs, record.TimeToFirstByteMs != ttfbBefore ? record.TimeToFirstByteMs - attemptStartMs : -1);
                 record.AddAttempt(new AttemptRecord(backend.DisplayName, result.Held is null ? result.Error : FulcrumError.None, result.Detail, result.UpstreamStatus, Stopwatch.GetElapsedTime(started).TotalMilliseconds));
 
                 if (RetryReason(result, retry, mayReplay, replay, retries) is not { } reason)
@@ -171,6 +177,7 @@ internal sealed partial class RequestPipeline
                 }
                 holdingRetry = true;
                 pool.CountRetry(reason);
+                _metrics.RecordRetry(route.Name, reason);
                 // A connect failure never reached a backend, so it does not use up an attempt
                 // while untried backends remain; anything else does.
                 if (!ErrorCodes.IsConnectFailure(result.Error) || again)
@@ -203,6 +210,7 @@ internal sealed partial class RequestPipeline
             // A retryable status that was not retried after all: the client gets it as it is.
             result = await _forwarder.RelayHeldAsync(context, held, record).ConfigureAwait(false);
         }
+        record.BackendAnswered = result.Succeeded || result.ResponseStarted || context.Response.HasStarted;
         if (result.Succeeded)
         {
             return;

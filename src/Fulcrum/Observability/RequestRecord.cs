@@ -44,6 +44,9 @@ public sealed class RequestRecord
 
     public List<AttemptRecord>? Attempts { get; private set; }
 
+    /// <summary>True when the response (or the part of it sent) came from <see cref="Backend"/>, not from Fulcrum.</summary>
+    public bool BackendAnswered { get; set; }
+
     public double ElapsedMs => Stopwatch.GetElapsedTime(StartTimestamp).TotalMilliseconds;
 
     public void AddAttempt(AttemptRecord attempt) => (Attempts ??= new List<AttemptRecord>(2)).Add(attempt);

@@ -1,0 +1,246 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Text;
+
+namespace Fulcrum.Observability;
+
+/// <summary>
+/// Aggregates the measurements of one <see cref="Meter"/> and writes them in the Prometheus text
+/// format (version 0.0.4). Counters and histograms are summed per tag set as they are recorded;
+/// observable instruments are read at scrape time. Only this server's meter is listened to, so
+/// several servers in one process (tests, an embedding app) do not mix their numbers.
+/// </summary>
+internal sealed class PrometheusExporter : IDisposable
+{
+    /// <summary>Histogram buckets in seconds: 1 ms to 60 s.</summary>
+    internal static readonly double[] Buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+    private readonly Meter _meter;
+    private readonly MeterListener _listener = new();
+    private readonly ConcurrentDictionary<Instrument, Series> _series = new();
+    private readonly object _scrapeLock = new();
+    private List<(Instrument Instrument, TagValues Tags, double Value)>? _observed;
+
+    public PrometheusExporter(Meter meter)
+    {
+        _meter = meter;
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument.Meter, _meter))
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>((i, value, tags, _) => Record(i, value, tags));
+        _listener.SetMeasurementEventCallback<int>((i, value, tags, _) => Record(i, value, tags));
+        _listener.SetMeasurementEventCallback<double>((i, value, tags, _) => Record(i, value, tags));
+        _listener.Start();
+    }
+
+    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var key = new TagValues(tags);
+        var observed = _observed;
+        if (observed is not null && instrument.IsObservable)
+        {
+            observed.Add((instrument, key, value));
+            return;
+        }
+        var series = _series.GetOrAdd(instrument, static i => new Series(i));
+        var cell = series.Cells.GetOrAdd(key, static (k, s) => new Cell(s.IsHistogram), series);
+        cell.Add(value);
+    }
+
+    /// <summary>Writes every series: what was recorded so far, and the observable instruments now.</summary>
+    public string Scrape()
+    {
+        lock (_scrapeLock)
+        {
+            _observed = [];
+            _listener.RecordObservableInstruments();
+            var observed = _observed;
+            _observed = null;
+
+            var text = new StringBuilder(4096);
+            var instruments = _series.Keys.Concat(observed.Select(o => o.Instrument)).Distinct().OrderBy(i => i.Name, StringComparer.Ordinal);
+            foreach (var instrument in instruments)
+            {
+                var histogram = instrument is Histogram<double>;
+                var type = histogram ? "histogram" : instrument is Counter<long> or ObservableCounter<long> ? "counter" : "gauge";
+                text.Append("# HELP ").Append(instrument.Name).Append(' ').Append(instrument.Description).Append('\n');
+                text.Append("# TYPE ").Append(instrument.Name).Append(' ').Append(type).Append('\n');
+                if (_series.TryGetValue(instrument, out var series))
+                {
+                    foreach (var (tags, cell) in series.Cells.OrderBy(c => c.Key.ToString(), StringComparer.Ordinal))
+                    {
+                        cell.Write(text, instrument.Name, tags);
+                    }
+                }
+                foreach (var (_, tags, value) in observed.Where(o => o.Instrument == instrument))
+                {
+                    Line(text, instrument.Name, tags, null, value);
+                }
+            }
+            return text.ToString();
+        }
+    }
+
+    internal static void Line(StringBuilder text, string name, TagValues tags, string? le, double value)
+    {
+        text.Append(name);
+        tags.WriteLabels(text, le);
+        text.Append(' ').Append(Format(value)).Append('\n');
+    }
+
+    internal static string Format(double value) =>
+        double.IsPositiveInfinity(value) ? "+Inf" : value.ToString("G17", CultureInfo.InvariantCulture);
+
+    public void Dispose() => _listener.Dispose();
+
+    private sealed class Series(Instrument instrument)
+    {
+        public bool IsHistogram { get; } = instrument is Histogram<double>;
+
+        public ConcurrentDictionary<TagValues, Cell> Cells { get; } = new();
+    }
+
+    /// <summary>The running total of one tag set; for a histogram, its bucket counts, sum and count.</summary>
+    private sealed class Cell(bool histogram)
+    {
+        private readonly long[]? _buckets = histogram ? new long[Buckets.Length] : null;
+        private long _count;
+        private double _sum;
+
+        public void Add(double value)
+        {
+            if (_buckets is not null)
+            {
+                for (var i = 0; i < Buckets.Length; i++)
+                {
+                    if (value <= Buckets[i])
+                    {
+                        Interlocked.Increment(ref _buckets[i]);
+                        break;
+                    }
+                }
+                Interlocked.Increment(ref _count);
+            }
+            // Lock-free add of a double.
+            double seen, updated;
+            do
+            {
+                seen = Volatile.Read(ref _sum);
+                updated = seen + value;
+            }
+            while (Interlocked.CompareExchange(ref _sum, updated, seen) != seen);
+        }
+
+        public void Write(StringBuilder text, string name, TagValues tags)
+        {
+            if (_buckets is null)
+            {
+                Line(text, name, tags, null, Volatile.Read(ref _sum));
+                return;
+            }
+            var cumulative = 0L;
+            for (var i = 0; i < Buckets.Length; i++)
+            {
+                cumulative += Interlocked.Read(ref _buckets[i]);
+                Line(text, name + "_bucket", tags, Format(Buckets[i]), cumulative);
+            }
+            var count = Interlocked.Read(ref _count);
+            Line(text, name + "_bucket", tags, "+Inf", count);
+            Line(text, name + "_sum", tags, null, Volatile.Read(ref _sum));
+            Line(text, name + "_count", tags, null, count);
+        }
+    }
+}
+
+/// <summary>
+/// A measurement's tags, compared by value without allocating per measurement: up to eight
+/// names and values (Fulcrum's instruments use at most five), in the order they were given.
+/// </summary>
+internal readonly struct TagValues : IEquatable<TagValues>
+{
+    private readonly KeyValuePair<string, string>[] _tags;
+    private readonly int _hash;
+
+    public TagValues(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        // One small array per new tag set is unavoidable to store it; lookups of an existing set
+        // still allocate it, which is the cost of a dictionary keyed by value (see performance.md).
+        _tags = new KeyValuePair<string, string>[tags.Length];
+        var hash = new HashCode();
+        for (var i = 0; i < tags.Length; i++)
+        {
+            var value = tags[i].Value?.ToString() ?? "";
+            _tags[i] = new KeyValuePair<string, string>(tags[i].Key, value);
+            hash.Add(tags[i].Key);
+            hash.Add(value);
+        }
+        _hash = hash.ToHashCode();
+    }
+
+    public bool Equals(TagValues other)
+    {
+        if (_tags.Length != other._tags.Length)
+        {
+            return false;
+        }
+        for (var i = 0; i < _tags.Length; i++)
+        {
+            if (_tags[i].Key != other._tags[i].Key || _tags[i].Value != other._tags[i].Value)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    public override bool Equals(object? obj) => obj is TagValues other && Equals(other);
+
+    public override int GetHashCode() => _hash;
+
+    public override string ToString() => string.Join(",", _tags.Select(t => $"{t.Key}={t.Value}"));
+
+    public void WriteLabels(StringBuilder text, string? le)
+    {
+        if (_tags.Length == 0 && le is null)
+        {
+            return;
+        }
+        text.Append('{');
+        var first = true;
+        foreach (var (key, value) in _tags)
+        {
+            if (!first)
+            {
+                text.Append(',');
+            }
+            first = false;
+            text.Append(key).Append("=\"");
+            Escape(text, value);
+            text.Append('"');
+        }
+        if (le is not null)
+        {
+            text.Append(first ? "" : ",").Append("le=\"").Append(le).Append('"');
+        }
+        text.Append('}');
+    }
+
+    private static void Escape(StringBuilder text, string value)
+    {
+        foreach (var c in value)
+        {
+            switch (c)
+            {
+                case '\\': text.Append("\\\\"); break;
+                case '"': text.Append("\\\""); break;
+                case '\n': text.Append("\\n"); break;
+                default: text.Append(c); break;
+            }
+        }
+    }
+}
