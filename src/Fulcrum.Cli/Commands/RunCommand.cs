@@ -55,6 +55,13 @@ internal static class RunCommand
                 error.WriteLine($"fulcrum: admin on http://{admin}");
             }
             started?.Invoke(server);
+            // SIGUSR1 (10 on Linux; .NET takes raw signal numbers cast to PosixSignal): reopen the
+            // access log file, as nginx does, for logrotate.
+            using var reopen = System.Runtime.InteropServices.PosixSignalRegistration.Create((System.Runtime.InteropServices.PosixSignal)10, context =>
+            {
+                context.Cancel = true;
+                server.ReopenAccessLog();
+            });
             var signalled = Task.Delay(Timeout.Infinite, signal.Token);
             var first = await Task.WhenAny(signalled, server.ShutdownRequested).ConfigureAwait(false);
             var why = first == server.ShutdownRequested ? $"shutdown requested through the admin API by {server.ShutdownRequested.Result}" : $"{signal.Received ?? "stop"} received";

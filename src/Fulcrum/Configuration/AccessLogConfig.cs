@@ -6,6 +6,7 @@ public sealed record AccessLogConfig(bool Enabled, string Path, string Format)
     public const string Stdout = "stdout";
     public const string Stderr = "stderr";
     public const string JsonFormat = "json";
+    public const string CombinedFormat = "combined";
 
     public static AccessLogConfig Default { get; } = new(true, Stdout, JsonFormat);
 }

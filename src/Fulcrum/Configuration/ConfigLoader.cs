@@ -38,7 +38,7 @@ public static partial class ConfigLoader
     private static readonly string[] AccessLogKeys = ["enabled", "path", "format"];
     private static readonly string[] Protocols = [ListenerConfig.HttpProtocol, ListenerConfig.H2cProtocol];
     private static readonly string[] HostHeaderModes = ["preserve", "backend"];
-    private static readonly string[] AccessLogFormats = [AccessLogConfig.JsonFormat];
+    private static readonly string[] AccessLogFormats = [AccessLogConfig.JsonFormat, AccessLogConfig.CombinedFormat];
 
     public static ConfigLoadResult LoadFile(string path)
     {

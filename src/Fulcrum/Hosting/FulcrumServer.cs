@@ -72,6 +72,9 @@ public sealed class FulcrumServer : IAsyncDisposable
     /// <summary>The instruments this server records on (an OpenTelemetry pipeline can listen to <see cref="FulcrumMetrics.Meter"/>).</summary>
     public FulcrumMetrics? Metrics { get; private init; }
 
+    /// <summary>Reopens the access log file (SIGUSR1, after logrotate moved it).</summary>
+    public void ReopenAccessLog() => _accessLog.Reopen();
+
     /// <summary>The metrics in the Prometheus text format, as <c>GET /metrics</c> on the admin listener serves them.</summary>
     public string ScrapeMetrics() => _exporter?.Scrape() ?? "";
 

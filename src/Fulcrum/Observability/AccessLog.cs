@@ -25,12 +25,17 @@ public sealed class AccessLog : IAsyncDisposable
 
     private readonly Channel<(byte[] Buffer, int Length)>? _channel;
     private readonly Task _pump = Task.CompletedTask;
-    private readonly Stream? _output;
+    private readonly string? _path;
+    private readonly bool _combined;
+    private Stream? _output;
+    private int _reopen;
     private long _dropped;
 
-    private AccessLog(Stream? output)
+    private AccessLog(Stream? output, string? path = null, bool combined = false)
     {
         _output = output;
+        _path = path;
+        _combined = combined;
         if (output is null)
         {
             return;
@@ -52,7 +57,14 @@ public sealed class AccessLog : IAsyncDisposable
     public long Dropped => Interlocked.Read(ref _dropped);
 
     /// <summary>A log that writes its lines to <paramref name="output"/> (tests, embedding apps).</summary>
-    public static AccessLog ToStream(Stream output) => new(output);
+    public static AccessLog ToStream(Stream output, string format = AccessLogConfig.JsonFormat) => new(output, null, format == AccessLogConfig.CombinedFormat);
+
+    /// <summary>
+    /// Closes and reopens the log file before the next line (SIGUSR1): after logrotate moved the
+    /// file away, lines go to a new file at the configured path. No line is split or lost: the
+    /// writer swaps files between bursts. Does nothing for stdout and stderr.
+    /// </summary>
+    public void Reopen() => Interlocked.Exchange(ref _reopen, 1);
 
     public static AccessLog Create(AccessLogConfig config)
     {
@@ -60,14 +72,17 @@ public sealed class AccessLog : IAsyncDisposable
         {
             return Disabled;
         }
-        var output = config.Path switch
+        var combined = config.Format == AccessLogConfig.CombinedFormat;
+        return config.Path switch
         {
-            AccessLogConfig.Stdout => Console.OpenStandardOutput(),
-            AccessLogConfig.Stderr => Console.OpenStandardError(),
-            var path => new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, useAsync: true),
+            AccessLogConfig.Stdout => new AccessLog(Console.OpenStandardOutput(), null, combined),
+            AccessLogConfig.Stderr => new AccessLog(Console.OpenStandardError(), null, combined),
+            var path => new AccessLog(OpenFile(path), path, combined),
         };
-        return new AccessLog(output);
     }
+
+    private static FileStream OpenFile(string path) =>
+        new(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, useAsync: true);
 
     public void Write(HttpContext context, RequestRecord record)
     {
@@ -77,10 +92,17 @@ public sealed class AccessLog : IAsyncDisposable
         }
         var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
         buffer.ResetWrittenCount();
-        var json = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
-        json.Reset(buffer);
-        WriteLine(json, context, record);
-        json.Flush();
+        if (_combined)
+        {
+            CombinedLine.Write(buffer, context, record);
+        }
+        else
+        {
+            var json = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+            json.Reset(buffer);
+            WriteLine(json, context, record);
+            json.Flush();
+        }
         buffer.Write("\n"u8);
 
         var line = ArrayPool<byte>.Shared.Rent(buffer.WrittenCount);
@@ -152,6 +174,11 @@ public sealed class AccessLog : IAsyncDisposable
         {
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
+                if (_path is not null && Interlocked.Exchange(ref _reopen, 0) == 1)
+                {
+                    await _output!.DisposeAsync().ConfigureAwait(false);
+                    _output = OpenFile(_path);
+                }
                 while (reader.TryRead(out var item))
                 {
                     try

@@ -50,3 +50,82 @@ public class AccessLogFileTests
         await log.DisposeAsync();
     }
 }
+
+public class AccessLogFormatTests
+{
+    [Fact]
+    public async Task CombinedFormat_IsApachesLineThenFulcrumsFields()
+    {
+        await using var backend = await Fulcrum.Tests.TestSupport.TestBackend.StartAsync("b");
+        var sink = new Fulcrum.Tests.TestSupport.LogSink();
+        var config = ConfigLoader.LoadText($$"""
+            listeners: [{ name: web, address: 127.0.0.1:0 }]
+            routes: [{ name: main, pool: main }]
+            pools: [{ name: main, backends: [{ address: {{backend.Address}}, name: b1 }] }]
+            """, "c.yaml").Config!;
+        await using var server = await Fulcrum.Hosting.FulcrumServer.StartAsync(config, new Fulcrum.Hosting.FulcrumServerOptions { AccessLog = AccessLog.ToStream(sink, AccessLogConfig.CombinedFormat) });
+        using var client = new HttpClient();
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"http://{server.ListenerEndPoint("web")}/v1/orders?secret=1");
+        request.Headers.TryAddWithoutValidation("User-Agent", "tester \"quoted\"/1.0");
+        request.Headers.TryAddWithoutValidation("X-Request-Id", "rid-7");
+        (await client.SendAsync(request)).Dispose();
+        var deadline = Environment.TickCount64 + 5000;
+        while (!sink.Text.Contains('\n', StringComparison.Ordinal) && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(20);
+        }
+        var line = sink.Text.TrimEnd('\n');
+        Assert.Matches(@"^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] ""GET /v1/orders HTTP/1\.1"" 200 1 ""-"" ""tester \\x22quoted\\x22/1\.0"" request_id=rid-7 route=main pool=main backend=b1 error=- duration_ms=[\d.]+ upstream_connect_ms=[\d.]+ ttfb_ms=[\d.]+ bytes_in=0 attempts=b1:ok$", line);
+        Assert.DoesNotContain("secret", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Sigusr1_ReopensTheFile_SoLogrotateCanMoveIt()
+    {
+        await using var backend = await Fulcrum.Tests.TestSupport.TestBackend.StartAsync("b");
+        var dir = Directory.CreateTempSubdirectory("fulcrum-rotate-");
+        try
+        {
+            var log = Path.Combine(dir.FullName, "access.log");
+            var port = Fulcrum.Tests.TestSupport.Ports.Unused();
+            var config = Path.Combine(dir.FullName, "fulcrum.yaml");
+            await File.WriteAllTextAsync(config, $$"""
+                listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
+                routes: [{ name: main, pool: main }]
+                pools: [{ name: main, backends: [{{backend.Address}}] }]
+                access_log: { path: {{log}} }
+                shutdown: { delay: 0s }
+                """);
+            using var process = Fulcrum.Tests.TestSupport.FulcrumProcess.Start("run", "-c", config);
+            await process.WaitForStderrAsync("listener 'web' on");
+            using var client = new HttpClient();
+            (await client.GetAsync($"http://127.0.0.1:{port}/before")).Dispose();
+            await WaitForFileAsync(log, "/before");
+
+            File.Move(log, log + ".1"); // what logrotate does
+            process.Signal(10); // SIGUSR1
+            await Task.Delay(300);
+            (await client.GetAsync($"http://127.0.0.1:{port}/after")).Dispose();
+            await WaitForFileAsync(log, "/after");
+            Assert.DoesNotContain("/after", await File.ReadAllTextAsync(log + ".1"), StringComparison.Ordinal);
+            Assert.DoesNotContain("/before", await File.ReadAllTextAsync(log), StringComparison.Ordinal);
+
+            process.Signal(15);
+            Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    private static async Task WaitForFileAsync(string path, string text)
+    {
+        var deadline = Environment.TickCount64 + 5000;
+        while (!(File.Exists(path) && (await File.ReadAllTextAsync(path)).Contains(text, StringComparison.Ordinal)))
+        {
+            Assert.True(Environment.TickCount64 < deadline, $"{path} never held {text}");
+            await Task.Delay(50);
+        }
+    }
+}

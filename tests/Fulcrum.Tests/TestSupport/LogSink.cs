@@ -31,6 +31,17 @@ public sealed class LogSink : Stream
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
 
+    public string Text
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _text.ToString();
+            }
+        }
+    }
+
     public IReadOnlyList<JsonElement> Lines()
     {
         string text;
