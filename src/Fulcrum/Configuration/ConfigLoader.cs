@@ -17,7 +17,8 @@ public sealed record ConfigLoadResult(FulcrumConfig? Config, IReadOnlyList<Confi
 /// </summary>
 public static partial class ConfigLoader
 {
-    private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log", "state_file", "shutdown"];
+    private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log", "state_file", "shutdown", "tracing"];
+    private static readonly string[] TracingKeys = ["otlp_endpoint"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
     private static readonly string[] ListenerKeys = ["name", "address", "protocol"];
     private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
@@ -108,8 +109,21 @@ public static partial class ConfigLoader
         var shutdown = new ShutdownConfig(
             shutdownMap?.Duration("delay", allowZero: true) ?? ShutdownConfig.Default.Delay,
             shutdownMap?.Duration("drain_timeout", allowZero: true) ?? ShutdownConfig.Default.DrainTimeout);
+        Uri? otlp = null;
+        if (top.Map("tracing", TracingKeys) is { } tracing && tracing.String("otlp_endpoint") is { Length: > 0 } endpoint)
+        {
+            if (Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
+            {
+                otlp = uri;
+            }
+            else
+            {
+                tracing.Error(tracing.Value("otlp_endpoint")!, $"tracing.otlp_endpoint: '{endpoint}' is not an http(s) URL, like http://127.0.0.1:4318");
+            }
+        }
         var config = new FulcrumConfig(new(listeners), new(routes), new(pools), admin, accessLog)
         {
+            OtlpEndpoint = otlp,
             StateFile = string.IsNullOrEmpty(stateFile) ? null : stateFile,
             Shutdown = shutdown,
         };

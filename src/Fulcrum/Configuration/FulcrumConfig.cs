@@ -13,6 +13,9 @@ public sealed record FulcrumConfig(
 
     public ShutdownConfig Shutdown { get; init; } = ShutdownConfig.Default;
 
+    /// <summary>Where spans are exported over OTLP (HTTP/protobuf), or null for no export.</summary>
+    public Uri? OtlpEndpoint { get; init; }
+
     /// <summary>Where admin overrides are kept across restarts, as written (null: beside the configuration file).</summary>
     public string? StateFile { get; init; }
 

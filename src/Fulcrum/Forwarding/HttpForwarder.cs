@@ -36,7 +36,7 @@ internal sealed class HttpForwarder
     {
         var timeouts = route.Timeouts;
         var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
-        var request = CreateRequest(context, route.Pool.Config, backend, timeouts, options, timer, record.RequestId);
+        var request = CreateRequest(context, route.Pool.Config, backend, timeouts, options, timer, record);
         var content = request.Content as StreamingRequestContent;
         if (content is null)
         {
@@ -95,7 +95,7 @@ internal sealed class HttpForwarder
         }
     }
 
-    private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, AttemptOptions options, ForwardingTimer timer, string requestId)
+    private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, AttemptOptions options, ForwardingTimer timer, RequestRecord record)
     {
         var incoming = context.Request;
         var uri = new Uri(backend.BaseUri + RequestTarget.PathAndQuery(incoming, context.Features.Get<IHttpRequestFeature>()?.RawTarget), in RawUri);
@@ -144,7 +144,15 @@ internal sealed class HttpForwarder
         }
         // One id everywhere: the client's when it was usable, else Fulcrum's (RequestIds).
         headers.Remove(HeaderRules.RequestIdHeader);
-        headers.TryAddWithoutValidation(HeaderRules.RequestIdHeader, requestId);
+        headers.TryAddWithoutValidation(HeaderRules.RequestIdHeader, record.RequestId);
+        // W3C trace context: continue the client's trace through Fulcrum's span, or start one.
+        headers.Remove("traceparent");
+        headers.Remove("tracestate");
+        headers.TryAddWithoutValidation("traceparent", record.TraceParent);
+        if (record.TraceState is { Length: > 0 } state)
+        {
+            headers.TryAddWithoutValidation("tracestate", state);
+        }
         return request;
     }
 

@@ -68,6 +68,7 @@ public sealed class FulcrumServer : IAsyncDisposable
     public IPEndPoint? AdminEndPoint => _adminListen?.IPEndPoint;
 
     private PrometheusExporter? _exporter;
+    private IDisposable? _tracer;
 
     /// <summary>The instruments this server records on (an OpenTelemetry pipeline can listen to <see cref="FulcrumMetrics.Meter"/>).</summary>
     public FulcrumMetrics? Metrics { get; private init; }
@@ -140,7 +141,12 @@ public sealed class FulcrumServer : IAsyncDisposable
             }));
         }
 
-        var server = new FulcrumServer(proxy, admin, listenOptions, adminListen, runtime, accessLog) { Metrics = metrics, _exporter = exporter };
+        var server = new FulcrumServer(proxy, admin, listenOptions, adminListen, runtime, accessLog)
+        {
+            Metrics = metrics,
+            _exporter = exporter,
+            _tracer = config.OtlpEndpoint is { } otlp ? OtlpTracing.Start(otlp, options.Version) : null,
+        };
         if (admin is not null)
         {
             AdminTokens tokens;
@@ -305,6 +311,7 @@ public sealed class FulcrumServer : IAsyncDisposable
         {
             await _admin.DisposeAsync().ConfigureAwait(false);
         }
+        _tracer?.Dispose(); // flushes the spans not yet exported
         _exporter?.Dispose();
         Metrics?.Dispose();
         Runtime.Dispose();

@@ -34,6 +34,10 @@ internal sealed partial class RequestPipeline
     public async Task InvokeAsync(HttpContext context)
     {
         var record = new RequestRecord(RequestIds.FromOrNew(context.Request));
+        var activity = Tracing.Start(context.Request, out var traceparent, out var tracestate, out var traceId);
+        record.TraceParent = traceparent;
+        record.TraceState = tracestate;
+        record.TraceId = traceId;
         try
         {
             await HandleAsync(context, record).ConfigureAwait(false);
@@ -61,6 +65,7 @@ internal sealed partial class RequestPipeline
             }
             _accessLog.Write(context, record);
             _metrics.RecordRequest(record);
+            Tracing.Stop(activity, context, record);
         }
     }
 

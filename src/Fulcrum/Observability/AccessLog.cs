@@ -120,6 +120,7 @@ public sealed class AccessLog : IAsyncDisposable
         json.WriteStartObject();
         json.WriteString("time", record.StartTime);
         json.WriteString("request_id", record.RequestId);
+        json.WriteString("trace_id", record.TraceId);
         json.WriteString("client", context.Connection.RemoteIpAddress?.ToString());
         json.WriteString("method", request.Method);
         json.WriteString("host", request.Host.Value);

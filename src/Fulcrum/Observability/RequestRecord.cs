@@ -17,6 +17,13 @@ public sealed class RequestRecord
 
     public string RequestId { get; }
 
+    /// <summary>The <c>traceparent</c> sent upstream, and its trace id (docs/observability.md).</summary>
+    public string TraceParent { get; set; } = "";
+
+    public string? TraceState { get; set; }
+
+    public string TraceId { get; set; } = "";
+
     public DateTimeOffset StartTime { get; }
 
     public long StartTimestamp { get; }
