@@ -3,7 +3,8 @@
 #
 # Two nginx backends answer a 13-byte body. Each load balancer balances round robin over them
 # with upstream keep-alive and no access log: nginx with one worker, HAProxy with one thread,
-# Fulcrum with the .NET runtime's defaults. All share the machine with wrk and the backends;
+# Fulcrum with the .NET runtime's defaults and metrics off. "fulcrum-observed" is the same
+# Fulcrum with metrics and a JSON access log to a file on, to show what observability costs. All share the machine with wrk and the backends;
 # CPU seconds per 100k requests is the column that compares efficiency.
 #
 # PIN=1 pins the balancer under test to core 1 and wrk and the backends to core 0. .NET does
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-"64 256"}
-B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203
+B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
@@ -101,16 +102,28 @@ pools:
     balancing: round_robin
     backends: [127.0.0.1:$B1, 127.0.0.1:$B2]
 access_log: { enabled: false }
+metrics: { enabled: false }
+CONF
+# The same with metrics and a JSON access log to a file on: what observability costs.
+cat >"$work/fulcrum-observed.yaml" <<CONF
+listeners: [{ name: web, address: 127.0.0.1:$P_OBSERVED }]
+routes: [{ name: all, pool: backends }]
+pools:
+  - name: backends
+    balancing: round_robin
+    backends: [127.0.0.1:$B1, 127.0.0.1:$B2]
+access_log: { path: $work/access.log }
 CONF
 
 $LOAD_CPU "$NGINX" -c "$work/backends.conf" -e "$work/backends.err" & pids+=($!)
 $LB_CPU "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err" & pids+=($!); nginx_pid=$!
 $LB_CPU "$HAPROXY" -db -f "$work/haproxy.cfg" & pids+=($!); haproxy_pid=$!
 $LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum.yaml" 2>"$work/fulcrum.err" & pids+=($!); fulcrum_pid=$!
+$LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum-observed.yaml" 2>"$work/observed.err" & pids+=($!); observed_pid=$!
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM; do wait_port "$p"; done
-for p in $P_NGINX $P_HAPROXY $P_FULCRUM; do
+for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED; do wait_port "$p"; done
+for p in $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED; do
   body=$(curl -s "http://127.0.0.1:$p/") || true
   [ "$body" = "hello world!" ] || { echo "port $p answered '$body'" >&2; exit 1; }
 done
@@ -141,9 +154,9 @@ measure() {
     END { printf "%.0f %.3f %.3f %.3f\n", rps, p50, p99, (n > 0 ? cpu / tick / n * 100000 : 0) }' <<<"$out"
 }
 
-declare -A port_of=([fulcrum]=$P_FULCRUM [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
-declare -A pid_of=([fulcrum]=$fulcrum_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid)
-targets=(fulcrum nginx haproxy)
+declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
+declare -A pid_of=([fulcrum]=$fulcrum_pid [fulcrum-observed]=$observed_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid)
+targets=(fulcrum fulcrum-observed nginx haproxy)
 
 echo "warming up..." >&2
 for t in "${targets[@]}"; do $LOAD_CPU wrk -t1 -c64 -d3s "http://127.0.0.1:${port_of[$t]}/" >/dev/null; done
@@ -153,8 +166,8 @@ results="$work/results"
 for conns in $CONNECTIONS; do
   for round in $(seq 1 "$ROUNDS"); do
     # Rotate the order each round so no target always runs first or last.
-    for i in 0 1 2; do
-      t=${targets[$(((i + round) % 3))]}
+    for i in 0 1 2 3; do
+      t=${targets[$(((i + round) % 4))]}
       echo "$conns connections, round $round/$ROUNDS: $t" >&2
       echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" >>"$results"
     done
@@ -183,4 +196,7 @@ for conns in sorted({c for c, _ in med}):
     for other in ("nginx", "haproxy"):
         o = med[(conns, other)]
         print(f"| {conns} | fulcrum/{other} | {f[0]/o[0]:.2f} | {f[1]/o[1]:.2f} | {f[2]/o[2]:.2f} | {f[3]/o[3]:.2f} |")
+    obs = med.get((conns, "fulcrum-observed"))
+    if obs:
+        print(f"| {conns} | fulcrum-observed/fulcrum (metrics + access log on vs off) | {obs[0]/f[0]:.2f} | {obs[1]/f[1]:.2f} | {obs[2]/f[2]:.2f} | {obs[3]/f[3]:.2f} |")
 PY

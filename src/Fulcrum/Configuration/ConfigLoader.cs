@@ -17,8 +17,9 @@ public sealed record ConfigLoadResult(FulcrumConfig? Config, IReadOnlyList<Confi
 /// </summary>
 public static partial class ConfigLoader
 {
-    private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log", "state_file", "shutdown", "tracing"];
+    private static readonly string[] TopKeys = ["listeners", "routes", "pools", "admin", "access_log", "state_file", "shutdown", "tracing", "metrics"];
     private static readonly string[] TracingKeys = ["otlp_endpoint"];
+    private static readonly string[] MetricsKeys = ["enabled"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
     private static readonly string[] ListenerKeys = ["name", "address", "protocol"];
     private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
@@ -121,8 +122,10 @@ public static partial class ConfigLoader
                 tracing.Error(tracing.Value("otlp_endpoint")!, $"tracing.otlp_endpoint: '{endpoint}' is not an http(s) URL, like http://127.0.0.1:4318");
             }
         }
+        var metricsEnabled = top.Map("metrics", MetricsKeys)?.Bool("enabled") ?? true;
         var config = new FulcrumConfig(new(listeners), new(routes), new(pools), admin, accessLog)
         {
+            MetricsEnabled = metricsEnabled,
             OtlpEndpoint = otlp,
             StateFile = string.IsNullOrEmpty(stateFile) ? null : stateFile,
             Shutdown = shutdown,

@@ -13,6 +13,9 @@ public sealed record FulcrumConfig(
 
     public ShutdownConfig Shutdown { get; init; } = ShutdownConfig.Default;
 
+    /// <summary>Whether requests are counted for /metrics (on by default).</summary>
+    public bool MetricsEnabled { get; init; } = true;
+
     /// <summary>Where spans are exported over OTLP (HTTP/protobuf), or null for no export.</summary>
     public Uri? OtlpEndpoint { get; init; }
 

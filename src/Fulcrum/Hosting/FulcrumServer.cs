@@ -127,7 +127,7 @@ public sealed class FulcrumServer : IAsyncDisposable
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
         metrics = new FulcrumMetrics(runtime, options.Version);
         var exporter = new PrometheusExporter(metrics.Meter);
-        var pipeline = new RequestPipeline(runtime, accessLog, proxy.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Fulcrum.Requests"), metrics);
+        var pipeline = new RequestPipeline(runtime, accessLog, proxy.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
         proxy.Run(pipeline.InvokeAsync);
 
         ListenOptions? adminListen = null;

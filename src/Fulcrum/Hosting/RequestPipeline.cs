@@ -21,9 +21,14 @@ internal sealed partial class RequestPipeline
     private readonly AccessLog _accessLog;
 
     private readonly ILogger _logger;
-    private readonly FulcrumMetrics _metrics;
+    private readonly FulcrumMetrics? _metrics;
 
-    public RequestPipeline(FulcrumRuntime runtime, AccessLog accessLog, ILogger logger, FulcrumMetrics metrics)
+    /// <summary>The pipeline over <paramref name="runtime"/>, logging to <paramref name="accessLog"/> and <paramref name="logger"/>.</summary>
+    /// <param name="runtime">Routes, pools and health.</param>
+    /// <param name="accessLog">Where each request's line goes.</param>
+    /// <param name="logger">Where unexpected errors are logged.</param>
+    /// <param name="metrics">Where requests are counted; null when metrics are off.</param>
+    public RequestPipeline(FulcrumRuntime runtime, AccessLog accessLog, ILogger logger, FulcrumMetrics? metrics)
     {
         _runtime = runtime;
         _accessLog = accessLog;
@@ -64,7 +69,7 @@ internal sealed partial class RequestPipeline
                 record.Status = context.Response.StatusCode;
             }
             _accessLog.Write(context, record);
-            _metrics.RecordRequest(record);
+            _metrics?.RecordRequest(record);
             Tracing.Stop(activity, context, record);
         }
     }
@@ -152,7 +157,7 @@ internal sealed partial class RequestPipeline
                     }
                 }
                 _runtime.Health.ReportTraffic(pool, backend, result);
-                _metrics.RecordAttempt(pool.Name, backend, result, record.ConnectMs, record.TimeToFirstByteMs != ttfbBefore ? record.TimeToFirstByteMs - attemptStartMs : -1);
+                _metrics?.RecordAttempt(pool.Name, backend, result, record.ConnectMs, record.TimeToFirstByteMs != ttfbBefore ? record.TimeToFirstByteMs - attemptStartMs : -1);
                 record.AddAttempt(new AttemptRecord(backend.DisplayName, result.Held is null ? result.Error : FulcrumError.None, result.Detail, result.UpstreamStatus, Stopwatch.GetElapsedTime(started).TotalMilliseconds));
 
                 if (RetryReason(result, retry, mayReplay, replay, retries) is not { } reason)
@@ -182,7 +187,7 @@ internal sealed partial class RequestPipeline
                 }
                 holdingRetry = true;
                 pool.CountRetry(reason);
-                _metrics.RecordRetry(route.Name, reason);
+                _metrics?.RecordRetry(route.Name, reason);
                 // A connect failure never reached a backend, so it does not use up an attempt
                 // while untried backends remain; anything else does.
                 if (!ErrorCodes.IsConnectFailure(result.Error) || again)

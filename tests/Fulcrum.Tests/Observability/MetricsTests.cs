@@ -122,4 +122,24 @@ public class MetricsTests
         Assert.Contains("fulcrum_health_probes_total{pool=\"main\",backend=\"a\",result=\"success\"} 1", lines);
         Assert.Contains(lines, l => l.StartsWith("fulcrum_health_probes_total{pool=\"main\",backend=\"r\",result=\"failure\"} ", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task MetricsDisabled_CountsNoRequests_ButKeepsHealthGauges()
+    {
+        await using var backend = await TestBackend.StartAsync("a");
+        await using var proxy = await TestProxy.StartAsync($$"""
+            routes: [{ name: all, pool: main }]
+            pools:
+              - { name: main, backends: [{ address: {{backend.Address}}, name: a }] }
+            """, admin: "admin: { address: 127.0.0.1:0 }\nmetrics: { enabled: false }");
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await proxy.Client.GetAsync("/")).StatusCode);
+        }
+        using var admin = proxy.AdminClient();
+        var lines = (await ScrapeUntilAsync(admin, "fulcrum_backend_up{pool=\"main\",backend=\"a\"} 1")).Split('\n');
+        Assert.Contains("fulcrum_backend_up{pool=\"main\",backend=\"a\"} 1", lines);
+        Assert.DoesNotContain(lines, l => l.StartsWith("fulcrum_requests_total{", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, l => l.StartsWith("fulcrum_upstream_attempts_total{", StringComparison.Ordinal));
+    }
 }
