@@ -16,6 +16,7 @@ namespace Fulcrum.Observability;
 public sealed class AccessLog : IAsyncDisposable
 {
     private const int Capacity = 16_384;
+    private const int BatchBytes = 64 * 1024;
 
     [ThreadStatic]
     private static ArrayBufferWriter<byte>? t_buffer;
@@ -121,7 +122,15 @@ public sealed class AccessLog : IAsyncDisposable
         json.WriteString("time", record.StartTime);
         json.WriteString("request_id", record.RequestId);
         json.WriteString("trace_id", record.TraceId);
-        json.WriteString("client", context.Connection.RemoteIpAddress?.ToString());
+        Span<byte> client = stackalloc byte[64];
+        if (context.Connection.RemoteIpAddress is { } ip && ip.TryFormat(client, out var written))
+        {
+            json.WriteString("client", client[..written]);
+        }
+        else
+        {
+            json.WriteNull("client");
+        }
         json.WriteString("method", request.Method);
         json.WriteString("host", request.Host.Value);
         json.WriteString("path", request.Path.Value);
@@ -171,6 +180,7 @@ public sealed class AccessLog : IAsyncDisposable
     private async Task PumpAsync()
     {
         var reader = _channel!.Reader;
+        var batch = new ArrayBufferWriter<byte>(BatchBytes);
         try
         {
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
@@ -180,18 +190,23 @@ public sealed class AccessLog : IAsyncDisposable
                     await _output!.DisposeAsync().ConfigureAwait(false);
                     _output = OpenFile(_path);
                 }
+                // Gather a burst of lines into one write: one system call per burst, not per line.
                 while (reader.TryRead(out var item))
                 {
-                    try
+                    if (batch.WrittenCount + item.Length > BatchBytes && batch.WrittenCount > 0)
                     {
-                        await _output!.WriteAsync(item.Buffer.AsMemory(0, item.Length)).ConfigureAwait(false);
+                        await _output!.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
+                        batch.ResetWrittenCount();
                     }
-                    finally
-                    {
-                        ArrayPool<byte>.Shared.Return(item.Buffer);
-                    }
+                    item.Buffer.AsSpan(0, item.Length).CopyTo(batch.GetSpan(item.Length));
+                    batch.Advance(item.Length);
+                    ArrayPool<byte>.Shared.Return(item.Buffer);
                 }
-                // Flush once per burst, not once per line.
+                if (batch.WrittenCount > 0)
+                {
+                    await _output!.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
+                    batch.ResetWrittenCount();
+                }
                 await _output!.FlushAsync().ConfigureAwait(false);
             }
         }

@@ -40,15 +40,20 @@ internal sealed class PrometheusExporter : IDisposable
 
     private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
-        var key = new TagValues(tags);
         var observed = _observed;
         if (observed is not null && instrument.IsObservable)
         {
-            observed.Add((instrument, key, value));
+            observed.Add((instrument, new TagValues(tags), value));
             return;
         }
         var series = _series.GetOrAdd(instrument, static i => new Series(i));
-        var cell = series.Cells.GetOrAdd(key, static (k, s) => new Cell(s.IsHistogram), series);
+        // Look the tag set up by the span itself: an existing series costs no allocation, which
+        // matters at several measurements per request. Only a new tag set is copied into a key.
+        var lookup = series.Cells.GetAlternateLookup<ReadOnlySpan<KeyValuePair<string, object?>>>();
+        if (!lookup.TryGetValue(tags, out var cell))
+        {
+            cell = series.Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram), series);
+        }
         cell.Add(value);
     }
 
@@ -102,7 +107,7 @@ internal sealed class PrometheusExporter : IDisposable
     {
         public bool IsHistogram { get; } = instrument is Histogram<double>;
 
-        public ConcurrentDictionary<TagValues, Cell> Cells { get; } = new();
+        public ConcurrentDictionary<TagValues, Cell> Cells { get; } = new(TagValues.Comparer);
     }
 
     /// <summary>The running total of one tag set; for a histogram, its bucket counts, sum and count.</summary>
@@ -158,28 +163,69 @@ internal sealed class PrometheusExporter : IDisposable
 }
 
 /// <summary>
-/// A measurement's tags, compared by value without allocating per measurement: up to eight
-/// names and values (Fulcrum's instruments use at most five), in the order they were given.
+/// A measurement's tags as stored names and values, in the order they were given, compared by
+/// value. <see cref="Comparer"/> also compares a stored set with a measurement's span of tags, so
+/// looking up an existing series allocates nothing.
 /// </summary>
 internal readonly struct TagValues : IEquatable<TagValues>
 {
+    public static readonly TagComparer Comparer = new();
+
     private readonly KeyValuePair<string, string>[] _tags;
     private readonly int _hash;
 
     public TagValues(ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
-        // One small array per new tag set is unavoidable to store it; lookups of an existing set
-        // still allocate it, which is the cost of a dictionary keyed by value (see performance.md).
         _tags = new KeyValuePair<string, string>[tags.Length];
-        var hash = new HashCode();
         for (var i = 0; i < tags.Length; i++)
         {
-            var value = tags[i].Value?.ToString() ?? "";
-            _tags[i] = new KeyValuePair<string, string>(tags[i].Key, value);
-            hash.Add(tags[i].Key);
-            hash.Add(value);
+            _tags[i] = new KeyValuePair<string, string>(tags[i].Key, ValueOf(tags[i]));
         }
-        _hash = hash.ToHashCode();
+        _hash = Hash(tags);
+    }
+
+    /// <summary>A tag's value as text; Fulcrum's values are strings already, so this rarely allocates.</summary>
+    internal static string ValueOf(in KeyValuePair<string, object?> tag) => tag.Value as string ?? tag.Value?.ToString() ?? "";
+
+    internal static int Hash(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var hash = new HashCode();
+        foreach (var tag in tags)
+        {
+            hash.Add(tag.Key);
+            hash.Add(ValueOf(tag));
+        }
+        return hash.ToHashCode();
+    }
+
+    internal bool Matches(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        if (_tags.Length != tags.Length)
+        {
+            return false;
+        }
+        for (var i = 0; i < _tags.Length; i++)
+        {
+            if (_tags[i].Key != tags[i].Key || _tags[i].Value != ValueOf(tags[i]))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Compares tag sets with each other, and with a measurement's span of tags.</summary>
+    internal sealed class TagComparer : IEqualityComparer<TagValues>, IAlternateEqualityComparer<ReadOnlySpan<KeyValuePair<string, object?>>, TagValues>
+    {
+        public bool Equals(TagValues x, TagValues y) => x.Equals(y);
+
+        public int GetHashCode(TagValues obj) => obj._hash;
+
+        public bool Equals(ReadOnlySpan<KeyValuePair<string, object?>> alternate, TagValues other) => other.Matches(alternate);
+
+        public int GetHashCode(ReadOnlySpan<KeyValuePair<string, object?>> alternate) => Hash(alternate);
+
+        public TagValues Create(ReadOnlySpan<KeyValuePair<string, object?>> alternate) => new(alternate);
     }
 
     public bool Equals(TagValues other)
