@@ -39,10 +39,9 @@ internal sealed partial class RequestPipeline
     public async Task InvokeAsync(HttpContext context)
     {
         var record = new RequestRecord(RequestIds.FromOrNew(context.Request));
-        var activity = Tracing.Start(context.Request, out var traceparent, out var tracestate, out var traceId);
+        var activity = Tracing.Start(context.Request, out var traceparent, out var tracestate);
         record.TraceParent = traceparent;
         record.TraceState = tracestate;
-        record.TraceId = traceId;
         try
         {
             await HandleAsync(context, record).ConfigureAwait(false);
@@ -68,9 +67,10 @@ internal sealed partial class RequestPipeline
             {
                 record.Status = context.Response.StatusCode;
             }
-            _accessLog.Write(context, record);
-            _metrics?.RecordRequest(record);
+            // The span and the counters first: they must end even if writing the log line fails.
             Tracing.Stop(activity, context, record);
+            _metrics?.RecordRequest(record);
+            _accessLog.Write(context, record);
         }
     }
 
@@ -143,6 +143,8 @@ internal sealed partial class RequestPipeline
                     retry.PerTryTimeout is { } perTry && perTry < route.Timeouts.Response ? perTry : route.Timeouts.Response,
                     replay,
                     mayReplay && retries < retry.Attempts && retry.OnStatus.Count > 0 ? retry.OnStatus : null);
+                // A try that throws counts as failed, not as whatever the previous try returned.
+                result = default;
                 try
                 {
                     result = await _forwarder.SendAsync(context, route, backend, record, options).ConfigureAwait(false);

@@ -189,8 +189,7 @@ public sealed class AccessLog : IAsyncDisposable
             {
                 if (_path is not null && Interlocked.Exchange(ref _reopen, 0) == 1)
                 {
-                    await _output!.DisposeAsync().ConfigureAwait(false);
-                    _output = OpenFile(_path);
+                    await ReopenAsync(_path).ConfigureAwait(false);
                 }
                 // Gather a burst of lines into one write: one system call per burst, not per line.
                 while (reader.TryRead(out var item))
@@ -223,13 +222,41 @@ public sealed class AccessLog : IAsyncDisposable
             // The output failed (a closed pipe, a full disk): stop logging rather than take the
             // process down, say so once, and give back every buffer still queued.
             _channel.Writer.TryComplete();
-            await Console.Error.WriteLineAsync($"fulcrum: the access log stopped: {e.Message}").ConfigureAwait(false);
+            try
+            {
+                await Console.Error.WriteLineAsync($"fulcrum: the access log stopped: {e.Message}").ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+                // stderr itself was the log that failed.
+            }
             while (reader.TryRead(out var item))
             {
                 ArrayPool<byte>.Shared.Return(item.Buffer);
                 Interlocked.Increment(ref _dropped);
             }
         }
+    }
+
+    /// <summary>
+    /// Switches to a fresh file at <paramref name="path"/>. The new file is opened before the old
+    /// one is closed, so a file that cannot be opened (permissions, a missing directory) leaves
+    /// lines going to the old one, with one line on stderr, rather than ending the log.
+    /// </summary>
+    private async Task ReopenAsync(string path)
+    {
+        FileStream fresh;
+        try
+        {
+            fresh = OpenFile(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            await Console.Error.WriteLineAsync($"fulcrum: could not reopen the access log {path}: {e.Message}; still writing to the old file").ConfigureAwait(false);
+            return;
+        }
+        await _output!.DisposeAsync().ConfigureAwait(false);
+        _output = fresh;
     }
 
     public async ValueTask DisposeAsync()

@@ -14,6 +14,10 @@ namespace Fulcrum.Observability;
 /// </summary>
 internal static class CombinedLine
 {
+    /// <summary>Printable ASCII but the quote and the backslash: what needs no escape.</summary>
+    private static readonly SearchValues<char> Plain = SearchValues.Create(
+        " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~");
+
     public static void Write(ArrayBufferWriter<byte> buffer, HttpContext context, RequestRecord record)
     {
         var request = context.Request;
@@ -43,30 +47,37 @@ internal static class CombinedLine
                     .Append(attempts[i].Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempts[i].Result));
             }
         }
-        var bytes = Encoding.UTF8.GetByteCount(text.ToString());
-        Encoding.UTF8.GetBytes(text.ToString(), buffer.GetSpan(bytes));
+        var line = text.ToString();
+        var bytes = Encoding.UTF8.GetBytes(line, buffer.GetSpan(Encoding.UTF8.GetMaxByteCount(line.Length)));
         buffer.Advance(bytes);
     }
 
     private static string Ms(double ms) => ms < 0 ? "-" : Math.Round(ms, 3).ToString(CultureInfo.InvariantCulture);
 
-    /// <summary>A value inside the line's quotes: quotes, backslashes and control characters escaped, as nginx does.</summary>
+    /// <summary>
+    /// A value inside the line's quotes, escaped as nginx does: each UTF-8 byte of a quote, a
+    /// backslash, a control character or anything beyond ASCII becomes <c>\xHH</c>.
+    /// </summary>
     private static string Quoted(string value, string empty = "")
     {
         if (value.Length == 0)
         {
             return empty;
         }
-        var text = new StringBuilder(value.Length);
-        foreach (var c in value)
+        if (!value.AsSpan().ContainsAnyExcept(Plain))
         {
-            if (c is '"' or '\\' || c < ' ' || c > '~')
+            return value;
+        }
+        var text = new StringBuilder(value.Length + 16);
+        foreach (var b in Encoding.UTF8.GetBytes(value))
+        {
+            if (b is (byte)'"' or (byte)'\\' || b < 0x20 || b > (byte)'~')
             {
-                text.Append(CultureInfo.InvariantCulture, $"\\x{(int)c & 0xFF:X2}");
+                text.Append(CultureInfo.InvariantCulture, $"\\x{b:X2}");
             }
             else
             {
-                text.Append(c);
+                text.Append((char)b);
             }
         }
         return text.ToString();

@@ -29,16 +29,17 @@ internal sealed class PrometheusExporter : IDisposable
         {
             if (ReferenceEquals(instrument.Meter, _meter))
             {
-                listener.EnableMeasurementEvents(instrument);
+                // The series rides along as the listener's state: no lookup by instrument per measurement.
+                listener.EnableMeasurementEvents(instrument, _series.GetOrAdd(instrument, static i => new Series(i)));
             }
         };
-        _listener.SetMeasurementEventCallback<long>((i, value, tags, _) => Record(i, value, tags));
-        _listener.SetMeasurementEventCallback<int>((i, value, tags, _) => Record(i, value, tags));
-        _listener.SetMeasurementEventCallback<double>((i, value, tags, _) => Record(i, value, tags));
+        _listener.SetMeasurementEventCallback<long>((i, value, tags, state) => Record(i, value, tags, (Series)state!));
+        _listener.SetMeasurementEventCallback<int>((i, value, tags, state) => Record(i, value, tags, (Series)state!));
+        _listener.SetMeasurementEventCallback<double>((i, value, tags, state) => Record(i, value, tags, (Series)state!));
         _listener.Start();
     }
 
-    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, Series series)
     {
         var observed = _observed;
         if (observed is not null && instrument.IsObservable)
@@ -46,11 +47,9 @@ internal sealed class PrometheusExporter : IDisposable
             observed.Add((instrument, new TagValues(tags), value));
             return;
         }
-        var series = _series.GetOrAdd(instrument, static i => new Series(i));
         // Look the tag set up by the span itself: an existing series costs no allocation, which
         // matters at several measurements per request. Only a new tag set is copied into a key.
-        var lookup = series.Cells.GetAlternateLookup<ReadOnlySpan<KeyValuePair<string, object?>>>();
-        if (!lookup.TryGetValue(tags, out var cell))
+        if (!series.ByTags.TryGetValue(tags, out var cell))
         {
             cell = series.Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram), series);
         }
@@ -68,7 +67,9 @@ internal sealed class PrometheusExporter : IDisposable
             _observed = null;
 
             var text = new StringBuilder(4096);
-            var instruments = _series.Keys.Concat(observed.Select(o => o.Instrument)).Distinct().OrderBy(i => i.Name, StringComparer.Ordinal);
+            // Every instrument has a series from the start; one with nothing recorded yet is left out.
+            var instruments = _series.Where(s => !s.Value.Cells.IsEmpty).Select(s => s.Key)
+                .Concat(observed.Select(o => o.Instrument)).Distinct().OrderBy(i => i.Name, StringComparer.Ordinal);
             foreach (var instrument in instruments)
             {
                 var histogram = instrument is Histogram<double>;
@@ -103,11 +104,20 @@ internal sealed class PrometheusExporter : IDisposable
 
     public void Dispose() => _listener.Dispose();
 
-    private sealed class Series(Instrument instrument)
+    private sealed class Series
     {
-        public bool IsHistogram { get; } = instrument is Histogram<double>;
+        public Series(Instrument instrument)
+        {
+            IsHistogram = instrument is Histogram<double>;
+            ByTags = Cells.GetAlternateLookup<ReadOnlySpan<KeyValuePair<string, object?>>>();
+        }
+
+        public bool IsHistogram { get; }
 
         public ConcurrentDictionary<TagValues, Cell> Cells { get; } = new(TagValues.Comparer);
+
+        /// <summary>The same cells, found by a measurement's span of tags.</summary>
+        public ConcurrentDictionary<TagValues, Cell>.AlternateLookup<ReadOnlySpan<KeyValuePair<string, object?>>> ByTags { get; }
     }
 
     /// <summary>The running total of one tag set; for a histogram, its bucket counts, sum and count.</summary>

@@ -17,12 +17,13 @@ public sealed class RequestRecord
 
     public string RequestId { get; }
 
-    /// <summary>The <c>traceparent</c> sent upstream, and its trace id (docs/observability.md).</summary>
+    /// <summary>The <c>traceparent</c> sent upstream (docs/observability.md).</summary>
     public string TraceParent { get; set; } = "";
 
     public string? TraceState { get; set; }
 
-    public string TraceId { get; set; } = "";
+    /// <summary>The trace id inside <see cref="TraceParent"/> (<c>vv-TRACEID-SPANID-ff</c>), without a copy.</summary>
+    public ReadOnlySpan<char> TraceId => TraceParent.Length >= 35 ? TraceParent.AsSpan(3, 32) : [];
 
     public DateTimeOffset StartTime { get; }
 

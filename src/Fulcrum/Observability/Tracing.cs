@@ -20,7 +20,7 @@ public static class Tracing
     /// <c>tracestate</c> to send upstream: the span's own when one was started; else the client's,
     /// unchanged; else a new trace, marked not sampled since nothing records it.
     /// </summary>
-    internal static Activity? Start(HttpRequest request, out string traceparent, out string? tracestate, out string traceId)
+    internal static Activity? Start(HttpRequest request, out string traceparent, out string? tracestate)
     {
         var given = request.Headers["traceparent"];
         var state = request.Headers["tracestate"];
@@ -33,20 +33,16 @@ public static class Tracing
         {
             traceparent = activity.Id!;
             tracestate = activity.TraceStateString;
-            traceId = activity.TraceId.ToHexString();
         }
         else if (hasParent)
         {
             traceparent = given[0]!;
-            tracestate = state.Count > 0 ? state.ToString() : null;
-            traceId = parent.TraceId.ToHexString();
+            tracestate = parent.TraceState;
         }
         else
         {
-            var id = ActivityTraceId.CreateRandom();
-            traceparent = $"00-{id.ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-00";
+            traceparent = $"00-{ActivityTraceId.CreateRandom().ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-00";
             tracestate = null;
-            traceId = id.ToHexString();
         }
         return activity;
     }

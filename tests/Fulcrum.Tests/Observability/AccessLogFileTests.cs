@@ -80,6 +80,21 @@ public class AccessLogFormatTests
     }
 
     [Fact]
+    public void CombinedFormat_EscapesEachUtf8ByteBeyondAscii_AsNginxDoes()
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Method = "GET";
+        context.Request.Path = "/café/中";
+        context.Request.Protocol = "HTTP/1.1";
+        context.Request.Headers.UserAgent = "plain/1.0";
+        var record = new RequestRecord("rid") { Status = 200 };
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        CombinedLine.Write(buffer, context, record);
+        var line = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        Assert.Contains(@"""GET /caf\xC3\xA9/\xE4\xB8\xAD HTTP/1.1"" 200 - ""-"" ""plain/1.0""", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Sigusr1_ReopensTheFile_SoLogrotateCanMoveIt()
     {
         await using var backend = await Fulcrum.Tests.TestSupport.TestBackend.StartAsync("b");
