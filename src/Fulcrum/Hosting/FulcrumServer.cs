@@ -125,7 +125,7 @@ public sealed class FulcrumServer : IAsyncDisposable
             throw;
         }
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
-        metrics = new FulcrumMetrics(runtime, options.Version);
+        metrics = new FulcrumMetrics(runtime, options.Version, accessLog);
         var exporter = new PrometheusExporter(metrics.Meter);
         var pipeline = new RequestPipeline(runtime, accessLog, proxy.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
         proxy.Run(pipeline.InvokeAsync);

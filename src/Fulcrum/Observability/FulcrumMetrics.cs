@@ -19,7 +19,10 @@ public sealed class FulcrumMetrics : IDisposable
     private readonly FulcrumRuntime _runtime;
     private readonly Dictionary<string, int> _connections = new(StringComparer.Ordinal);
 
-    public FulcrumMetrics(FulcrumRuntime runtime, string version)
+    /// <param name="runtime">The pools and health whose gauges are read at scrape time.</param>
+    /// <param name="version">Fulcrum's version, for <c>fulcrum_build_info</c>.</param>
+    /// <param name="accessLog">The access log whose dropped lines are counted, if any.</param>
+    public FulcrumMetrics(FulcrumRuntime runtime, string version, AccessLog? accessLog = null)
     {
         _runtime = runtime;
         Meter = new Meter(MeterName, version);
@@ -39,6 +42,10 @@ public sealed class FulcrumMetrics : IDisposable
         Meter.CreateObservableCounter("fulcrum_retry_budget_exhausted_total", ObserveBudget, description: "Retries refused because the pool's retry budget was spent.");
         Meter.CreateObservableGauge("fulcrum_connections", ObserveConnections, description: "Open client connections, by listener.");
         Meter.CreateObservableGauge("fulcrum_build_info", () => new Measurement<int>(1, new KeyValuePair<string, object?>("version", version)), description: "Always 1; the version is in the label.");
+        if (accessLog is { Enabled: true })
+        {
+            Meter.CreateObservableCounter("fulcrum_access_log_dropped_total", () => accessLog.Dropped, description: "Access log lines dropped because the writer fell behind or its output failed.");
+        }
         var applied = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
         Meter.CreateObservableGauge("fulcrum_config_last_reload_success_timestamp_seconds", () => applied, "s", "When the configuration in force was applied (Unix time).");
 

@@ -80,6 +80,48 @@ public class AccessLogFormatTests
     }
 
     [Fact]
+    public async Task Writer_BlockedPastCapacity_DropsLines_AndCountsThemInTheMetric()
+    {
+        var output = new StalledStream();
+        var log = AccessLog.ToStream(output);
+        var config = ConfigLoader.LoadText("""
+            listeners: [{ name: web, address: 127.0.0.1:0 }]
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [127.0.0.1:9] }]
+            """, "m.yaml").Config!;
+        using var runtime = new Fulcrum.Runtime.FulcrumRuntime(config);
+        using var metrics = new FulcrumMetrics(runtime, "test", log);
+        using var exporter = new PrometheusExporter(metrics.Meter);
+        var context = new DefaultHttpContext();
+        // The writer takes the first line and stalls on it; the channel then holds 16,384 more.
+        log.Write(context, new RequestRecord("first"));
+        await output.Entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        for (var i = 0; i < 20_000; i++)
+        {
+            log.Write(context, new RequestRecord("r" + i));
+        }
+        Assert.Equal(20_000 - 16_384, log.Dropped);
+        Assert.Contains("fulcrum_access_log_dropped_total 3616", exporter.Scrape().Split('\n'));
+        output.Release.SetResult();
+        await log.DisposeAsync();
+    }
+
+    /// <summary>An output whose first write blocks until released.</summary>
+    private sealed class StalledStream : MemoryStream
+    {
+        public TaskCompletionSource Entered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Entered.TrySetResult();
+            await Release.Task.ConfigureAwait(false);
+            await base.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    [Fact]
     public void CombinedFormat_EscapesEachUtf8ByteBeyondAscii_AsNginxDoes()
     {
         var context = new DefaultHttpContext();
