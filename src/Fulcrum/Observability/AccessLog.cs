@@ -46,7 +46,9 @@ public sealed class AccessLog : IAsyncDisposable
         _channel = Channel.CreateBounded<(byte[], int)>(new BoundedChannelOptions(Capacity)
         {
             SingleReader = true,
-            FullMode = BoundedChannelFullMode.DropWrite,
+            // Wait, not DropWrite: with DropWrite, TryWrite reports success for a line it drops,
+            // so drops went uncounted. Nothing waits: a full channel makes TryWrite return false.
+            FullMode = BoundedChannelFullMode.Wait,
         });
         _pump = Task.Run(PumpAsync);
     }
