@@ -14,7 +14,7 @@ internal static class Table
     public static void Backends(TextWriter output, IEnumerable<(string Pool, JsonElement Backend)> rows)
     {
         var color = UseColor(output);
-        string[] header = ["POOL", "BACKEND", "ADDRESS", "STATUS", "WEIGHT", "IN FLIGHT", "SINCE", "REASON"];
+        string[] header = ["POOL", "BACKEND", "ADDRESS", "STATUS", "WEIGHT", "IN FLIGHT", "TUNNELS", "SINCE", "REASON"];
         var lines = rows.Select(r => new[]
         {
             r.Pool,
@@ -23,6 +23,7 @@ internal static class Table
             r.Backend.GetProperty("status").GetString()!,
             r.Backend.GetProperty("weight").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
             r.Backend.GetProperty("in_flight").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            r.Backend.TryGetProperty("tunnels", out var tunnels) ? tunnels.GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture) : "-",
             r.Backend.GetProperty("since").GetDateTimeOffset().ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture),
             r.Backend.GetProperty("reason").GetString()!,
         }).ToList();

@@ -83,6 +83,11 @@ internal static class ConfigDocument
             json.WriteString("connect", Duration.Format(t.Connect));
             json.WriteString("response", Duration.Format(t.Response));
             json.WriteString("idle", Duration.Format(t.Idle));
+            json.WriteString("tunnel_idle", Duration.Format(t.TunnelIdle));
+            if (t.TunnelMax is { } tunnelMax)
+            {
+                json.WriteString("tunnel_max", Duration.Format(tunnelMax));
+            }
             json.WriteEndObject();
             json.WriteEndObject();
         }
@@ -97,6 +102,10 @@ internal static class ConfigDocument
             json.WriteString("host_header", p.HostHeader == HostHeaderMode.Backend ? "backend" : "preserve");
             json.WriteString("slow_start", Duration.Format(p.SlowStart));
             json.WriteString("when_none_healthy", p.WhenNoneHealthy == NoneHealthyMode.RouteAnyway ? "route_anyway" : "fail");
+            if (p.DrainTimeout is { } drain)
+            {
+                json.WriteString("drain_timeout", Duration.Format(drain));
+            }
             json.WriteStartObject("health");
             if (p.Health.Active is { } a)
             {

@@ -27,7 +27,7 @@ public static partial class ConfigLoader
     private static readonly string[] BackoffKeys = ["base", "max"];
     private static readonly string[] BudgetKeys = ["percent", "min_concurrent"];
     private static readonly string[] MatchKeys = ["host", "path_prefix", "path", "methods", "headers"];
-    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget", "limits"];
+    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget", "limits", "drain_timeout"];
     private static readonly string[] LimitKeys = ["max_requests", "max_connections", "max_pending", "queue_timeout"];
     private static readonly string[] HealthKeys = ["active", "passive"];
     private static readonly string[] ActiveKeys = ["type", "path", "method", "host", "expect_status", "expect_body", "port", "interval", "fast_interval", "timeout", "healthy_after", "unhealthy_after", "jitter"];
@@ -35,7 +35,7 @@ public static partial class ConfigLoader
     private static readonly string[] ProbeTypes = ["http", "tcp"];
     private static readonly string[] NoneHealthyModes = ["fail", "route_anyway"];
     private static readonly string[] BackendKeys = ["address", "weight", "name", "max_requests"];
-    private static readonly string[] TimeoutKeys = ["connect", "response", "idle"];
+    private static readonly string[] TimeoutKeys = ["connect", "response", "idle", "tunnel_idle", "tunnel_max"];
     private static readonly string[] AdminKeys = ["address", "token_file"];
     private static readonly string[] AccessLogKeys = ["enabled", "path", "format"];
     private static readonly string[] Protocols = [ListenerConfig.HttpProtocol, ListenerConfig.H2cProtocol];
@@ -293,7 +293,11 @@ public static partial class ConfigLoader
         {
             return TimeoutsConfig.Unset;
         }
-        return new TimeoutsConfig(map.Duration("connect"), map.Duration("response"), map.Duration("idle"));
+        return new TimeoutsConfig(map.Duration("connect"), map.Duration("response"), map.Duration("idle"))
+        {
+            TunnelIdle = map.Duration("tunnel_idle"),
+            TunnelMax = map.Duration("tunnel_max"),
+        };
     }
 
     private static PoolConfig? ReadPool(YamlMap parent, YamlNode node, string path)
@@ -333,6 +337,7 @@ public static partial class ConfigLoader
             SlowStart = slowStart,
             WhenNoneHealthy = whenNone,
             Retries = poolRetries,
+            DrainTimeout = map.Duration("drain_timeout", allowZero: true),
             Limits = limits is null ? LimitsConfig.None : new LimitsConfig(
                 limits.Int("max_requests", 0, 1_000_000) ?? 0,
                 limits.Int("max_connections", 0, 1_000_000) ?? 0,

@@ -21,6 +21,12 @@ public sealed record PoolConfig(
     public RetryBudgetConfig RetryBudget { get; init; } = RetryBudgetConfig.Default;
 
     public LimitsConfig Limits { get; init; } = LimitsConfig.None;
+
+    /// <summary>
+    /// How long the open tunnels of a draining or disabled backend may stay before Fulcrum closes
+    /// them (a WebSocket close 1001 to both sides); null for no limit: they end when their peers end them.
+    /// </summary>
+    public TimeSpan? DrainTimeout { get; init; }
 }
 
 /// <summary>

@@ -24,6 +24,7 @@ public static class ErrorCodes
         FulcrumError.UnsupportedTransferEncoding => "unsupported_transfer_encoding",
         FulcrumError.ClientAborted => "client_aborted",
         FulcrumError.InternalError => "internal_error",
+        FulcrumError.UnsupportedUpgrade => "unsupported_upgrade",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
 
@@ -47,6 +48,8 @@ public static class ErrorCodes
         // Never sent (the client is gone); logged as nginx does.
         FulcrumError.ClientAborted => 499,
         FulcrumError.InternalError => 500,
+        // An HTTP/2 extended CONNECT for a protocol other than WebSocket: nothing to turn it into.
+        FulcrumError.UnsupportedUpgrade => 501,
         _ => 500,
     };
 

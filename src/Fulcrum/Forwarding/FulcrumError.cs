@@ -22,4 +22,5 @@ public enum FulcrumError
     UnsupportedTransferEncoding,
     ClientAborted,
     InternalError,
+    UnsupportedUpgrade,
 }

@@ -32,6 +32,17 @@ internal sealed class HttpForwarder
 {
     private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
+    private readonly TunnelRegistry _tunnels;
+    private readonly TimeProvider _time;
+
+    /// <param name="tunnels">Where open tunnels are registered, so they can be counted, timed out and closed.</param>
+    /// <param name="time">The clock tunnels are timed on.</param>
+    public HttpForwarder(TunnelRegistry tunnels, TimeProvider time)
+    {
+        _tunnels = tunnels;
+        _time = time;
+    }
+
     public async ValueTask<ForwardResult> SendAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
     {
         var timeouts = route.Timeouts;
@@ -66,6 +77,14 @@ internal sealed class HttpForwarder
         record.TimeToFirstByteMs = record.ElapsedMs;
         record.BytesIn += content?.BytesSent ?? 0;
         var status = (int)response.StatusCode;
+        if (options.Upgrade.Any)
+        {
+            var upgraded = await UpgradeAsync(context, route, backend, record, options.Upgrade, request, response, timer).ConfigureAwait(false);
+            if (upgraded is { } done)
+            {
+                return done;
+            }
+        }
         // Held only when a retry could send the whole body again.
         if (options.HoldStatuses is { } hold && hold.Contains(status) && !(content is { Started: true } && options.Replay is null or { Overflowed: true }))
         {
@@ -99,7 +118,10 @@ internal sealed class HttpForwarder
     {
         var incoming = context.Request;
         var uri = new Uri(backend.BaseUri + RequestTarget.PathAndQuery(incoming, context.Features.Get<IHttpRequestFeature>()?.RawTarget), in RawUri);
-        var request = new UpstreamRequest(HttpMethod.Parse(incoming.Method), uri)
+        var upgrade = options.Upgrade;
+        // An extended CONNECT goes upstream as the HTTP/1.1 WebSocket handshake: a GET.
+        var method = upgrade.Kind == UpgradeKind.ExtendedConnect ? HttpMethod.Get : HttpMethod.Parse(incoming.Method);
+        var request = new UpstreamRequest(method, uri)
         {
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
@@ -109,13 +131,31 @@ internal sealed class HttpForwarder
         // A body goes upstream when the client sent one (Content-Length or chunked), and an
         // explicit "Content-Length: 0" is kept rather than dropped.
         var canHaveBody = context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? incoming.ContentLength > 0;
-        if (canHaveBody || incoming.ContentLength == 0)
+        // An upgrade's bytes after the head are the tunnel's, never a body.
+        if (!upgrade.Any && (canHaveBody || incoming.ContentLength == 0))
         {
             request.Content = new StreamingRequestContent(incoming, timer, options.ResponseTimeout, options.Replay);
         }
 
         HeaderRules.CopyRequestHeaders(incoming, request);
         var headers = request.Headers;
+        if (upgrade.Any)
+        {
+            // Connection and Upgrade are hop-by-hop and were dropped; this hop asks again.
+            headers.TryAddWithoutValidation("Connection", "Upgrade");
+            headers.TryAddWithoutValidation("Upgrade", upgrade.Protocols);
+            if (upgrade.Kind == UpgradeKind.ExtendedConnect)
+            {
+                // RFC 8441 has no key; the HTTP/1.1 handshake needs one, checked in the answer.
+                headers.Remove("Sec-WebSocket-Key");
+                request.WebSocketKey = WebSocketFrames.NewKey();
+                headers.TryAddWithoutValidation("Sec-WebSocket-Key", request.WebSocketKey);
+                if (!headers.Contains("Sec-WebSocket-Version"))
+                {
+                    headers.TryAddWithoutValidation("Sec-WebSocket-Version", "13");
+                }
+            }
+        }
         if (pool.HostHeader == HostHeaderMode.Preserve && incoming.Host.HasValue)
         {
             // Without validation: Kestrel accepts host characters (!$&'()~) that the typed
@@ -154,6 +194,104 @@ internal sealed class HttpForwarder
             headers.TryAddWithoutValidation("tracestate", state);
         }
         return request;
+    }
+
+    /// <summary>
+    /// The answer to an upgrade request. On <c>101 Switching Protocols</c> the client is switched
+    /// too and the tunnel runs here until it ends; the result is then final. Any other answer is
+    /// relayed as a response (null), except a 2xx to an extended CONNECT, which would tell an HTTP/2
+    /// client its WebSocket is open when the backend never switched.
+    /// </summary>
+    private async ValueTask<ForwardResult?> UpgradeAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, UpgradeRequest upgrade, UpstreamRequest request, HttpResponseMessage response, ForwardingTimer timer)
+    {
+        var status = (int)response.StatusCode;
+        var extended = upgrade.Kind == UpgradeKind.ExtendedConnect;
+        if (status != StatusCodes.Status101SwitchingProtocols)
+        {
+            if (extended && status is >= 200 and < 300)
+            {
+                Dispose(request, response, timer);
+                return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend answered the WebSocket handshake with {status} instead of 101 Switching Protocols", status, false, false);
+            }
+            return null;
+        }
+        if (extended && !(response.Headers.NonValidated.TryGetValues("Sec-WebSocket-Accept", out var accept)
+            && accept.Count == 1 && string.Equals(accept.ToString(), WebSocketFrames.AcceptFor(request.WebSocketKey!), StringComparison.Ordinal)))
+        {
+            Dispose(request, response, timer);
+            return new ForwardResult(FulcrumError.UpstreamProtocolError, "the backend switched protocols with a wrong or missing Sec-WebSocket-Accept", status, false, false);
+        }
+
+        var outgoing = context.Response;
+        var badHeader = HeaderRules.CopyResponseHeaders(response.Headers, outgoing.Headers, HeaderRules.ConnectionOf(response), dropContentLength: true);
+        if (badHeader is not null)
+        {
+            outgoing.Clear();
+            Dispose(request, response, timer);
+            return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend sent an invalid response header: {badHeader}", status, false, false);
+        }
+        outgoing.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
+        if (extended)
+        {
+            // HTTP/2 says "switched" with a 200 and no handshake headers (RFC 8441 §5).
+            outgoing.Headers.Remove("Sec-WebSocket-Accept");
+            outgoing.StatusCode = StatusCodes.Status200OK;
+        }
+        else if (response.Headers.NonValidated.TryGetValues("Upgrade", out var protocol))
+        {
+            outgoing.Headers.Upgrade = protocol.ToString();
+        }
+
+        Stream upstream;
+        Stream client;
+        try
+        {
+            upstream = await response.Content.ReadAsStreamAsync(timer.Token).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Dispose(request, response, timer);
+            var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: false);
+            return new ForwardResult(error, detail, status, false, false);
+        }
+        try
+        {
+            client = extended
+                ? await context.Features.Get<IHttpExtendedConnectFeature>()!.AcceptAsync().ConfigureAwait(false)
+                : await context.Features.Get<IHttpUpgradeFeature>()!.UpgradeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException)
+        {
+            await upstream.DisposeAsync().ConfigureAwait(false);
+            Dispose(request, response, timer);
+            return new ForwardResult(FulcrumError.ClientAborted, $"the client went away as the tunnel opened ({e.Message})", status, false, true);
+        }
+        // The request's timers are done: from here the tunnel's own idle and lifetime apply.
+        timer.Dispose();
+        record.Tunnelled = true;
+        var timeouts = route.Timeouts;
+        var tunnel = new Tunnel(backend, route.Pool, client, upstream, upgrade.WebSocket, timeouts.TunnelIdle, timeouts.TunnelMax, _time, context.Abort);
+        _tunnels.Add(tunnel);
+        try
+        {
+            record.TunnelClosedBy = await tunnel.RunAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _tunnels.Remove(tunnel);
+            record.BytesIn += tunnel.BytesFromClient;
+            record.BytesOut += tunnel.BytesToClient;
+            request.Dispose();
+            response.Dispose();
+        }
+        return ForwardResult.Success(status);
+    }
+
+    private static void Dispose(UpstreamRequest request, HttpResponseMessage response, ForwardingTimer timer)
+    {
+        response.Dispose();
+        request.Dispose();
+        timer.Dispose();
     }
 
     private static async ValueTask<ForwardResult> RelayResponseAsync(HttpContext context, HttpResponseMessage response, ForwardingTimer timer, RequestRecord record)

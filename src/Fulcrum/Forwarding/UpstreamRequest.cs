@@ -22,5 +22,8 @@ internal sealed class UpstreamRequest : HttpRequestMessage
     /// <summary>Stopwatch ticks spent connecting, when this request opened a new connection; else 0.</summary>
     public long ConnectTicks { get; set; }
 
+    /// <summary>The Sec-WebSocket-Key Fulcrum made for an HTTP/2 WebSocket sent upstream as HTTP/1.1.</summary>
+    public string? WebSocketKey { get; set; }
+
     public double ConnectMilliseconds => ConnectTicks == 0 ? -1 : Stopwatch.GetElapsedTime(0, ConnectTicks).TotalMilliseconds;
 }

@@ -17,7 +17,7 @@ namespace Fulcrum.Hosting;
 internal sealed partial class RequestPipeline
 {
     private readonly FulcrumRuntime _runtime;
-    private readonly HttpForwarder _forwarder = new();
+    private readonly HttpForwarder _forwarder;
     private readonly AccessLog _accessLog;
 
     private readonly ILogger _logger;
@@ -31,6 +31,7 @@ internal sealed partial class RequestPipeline
     public RequestPipeline(FulcrumRuntime runtime, AccessLog accessLog, ILogger logger, FulcrumMetrics? metrics)
     {
         _runtime = runtime;
+        _forwarder = new HttpForwarder(runtime.Tunnels, runtime.Time);
         _accessLog = accessLog;
         _logger = logger;
         _metrics = metrics;
@@ -81,6 +82,14 @@ internal sealed partial class RequestPipeline
         {
             record.Error = refusal.Error;
             await ErrorResponder.WriteAsync(context, refusal.Error, record, $"Refused: {refusal.Message}.", []).ConfigureAwait(false);
+            return;
+        }
+
+        var upgrade = UpgradeRequest.Of(context, out var upgradeRefusal);
+        if (upgradeRefusal is not null)
+        {
+            record.Error = FulcrumError.UnsupportedUpgrade;
+            await ErrorResponder.WriteAsync(context, FulcrumError.UnsupportedUpgrade, record, $"Refused: {upgradeRefusal}.", []).ConfigureAwait(false);
             return;
         }
 
@@ -142,7 +151,8 @@ internal sealed partial class RequestPipeline
                 var options = new AttemptOptions(
                     retry.PerTryTimeout is { } perTry && perTry < route.Timeouts.Response ? perTry : route.Timeouts.Response,
                     replay,
-                    mayReplay && retries < retry.Attempts && retry.OnStatus.Count > 0 ? retry.OnStatus : null);
+                    mayReplay && retries < retry.Attempts && retry.OnStatus.Count > 0 && !upgrade.Any ? retry.OnStatus : null,
+                    upgrade);
                 // A try that throws counts as failed, not as whatever the previous try returned.
                 result = default;
                 try

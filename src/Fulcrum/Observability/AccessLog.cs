@@ -149,6 +149,15 @@ public sealed class AccessLog : IAsyncDisposable
         WriteMs(json, "duration_ms", record.ElapsedMs);
         json.WriteNumber("bytes_in", record.BytesIn);
         json.WriteNumber("bytes_out", record.BytesOut);
+        if (record.Tunnelled)
+        {
+            // The line is written when the tunnel ends: duration is its life, bytes are both ways.
+            json.WriteBoolean("tunnel", true);
+            if (record.TunnelClosedBy is { } by)
+            {
+                json.WriteString("tunnel_closed_by", by);
+            }
+        }
         if (record.Attempts is { } attempts)
         {
             json.WriteStartArray("attempts");

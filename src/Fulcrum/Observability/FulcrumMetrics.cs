@@ -39,6 +39,7 @@ public sealed class FulcrumMetrics : IDisposable
         Meter.CreateObservableGauge("fulcrum_backend_up", ObserveUp, description: "1 when the backend may take new traffic, else 0.");
         Meter.CreateObservableGauge("fulcrum_backend_health", ObserveHealth, description: "The backend's health status, one-hot over the statuses.");
         Meter.CreateObservableGauge("fulcrum_backend_in_flight", ObserveInFlight, description: "Requests in flight to the backend.");
+        Meter.CreateObservableGauge("fulcrum_backend_tunnels", ObserveTunnels, description: "Open WebSocket and other upgrade tunnels to the backend (each also counts in fulcrum_backend_in_flight).");
         Meter.CreateObservableCounter("fulcrum_retry_budget_exhausted_total", ObserveBudget, description: "Retries refused because the pool's retry budget was spent.");
         Meter.CreateObservableGauge("fulcrum_connections", ObserveConnections, description: "Open client connections, by listener.");
         Meter.CreateObservableGauge("fulcrum_build_info", () => new Measurement<int>(1, new KeyValuePair<string, object?>("version", version)), description: "Always 1; the version is in the label.");
@@ -99,7 +100,11 @@ public sealed class FulcrumMetrics : IDisposable
         {
             Errors.Add(1, new KeyValuePair<string, object?>("code", error));
         }
-        RequestDuration.Record(record.ElapsedMs / 1000.0, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("pool", pool));
+        if (!record.Tunnelled)
+        {
+            // A WebSocket's hour-long life is not a response time: it would swamp the percentiles.
+            RequestDuration.Record(record.ElapsedMs / 1000.0, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("pool", pool));
+        }
     }
 
     /// <summary>One try of one backend.</summary>
@@ -158,6 +163,17 @@ public sealed class FulcrumMetrics : IDisposable
                 {
                     yield return new Measurement<int>(s == status ? 1 : 0, new KeyValuePair<string, object?>("pool", pool.Name), new KeyValuePair<string, object?>("backend", b.DisplayName), new KeyValuePair<string, object?>("status", HealthNames.Of(s)));
                 }
+            }
+        }
+    }
+
+    private IEnumerable<Measurement<int>> ObserveTunnels()
+    {
+        foreach (var pool in _runtime.Current.Pools.Values)
+        {
+            foreach (var b in pool.Backends)
+            {
+                yield return new Measurement<int>(b.Tunnels, Tags(pool, b));
             }
         }
     }

@@ -38,6 +38,12 @@ public sealed class RequestRecord
 
     public int Status { get; set; }
 
+    /// <summary>The request became a tunnel: its duration is the tunnel's life, not a response time.</summary>
+    public bool Tunnelled { get; set; }
+
+    /// <summary>Why Fulcrum closed the tunnel (tunnel_idle, tunnel_max, backend_drained, shutdown); null when an end did.</summary>
+    public string? TunnelClosedBy { get; set; }
+
     public FulcrumError Error { get; set; }
 
     /// <summary>Milliseconds to connect to the backend; -1 when a pooled connection was reused.</summary>

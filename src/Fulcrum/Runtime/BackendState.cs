@@ -85,6 +85,15 @@ public sealed class BackendState
 
     public long Requests => Interlocked.Read(ref _requests);
 
+    private int _tunnels;
+
+    /// <summary>Open tunnels (WebSocket and other upgrades) to this backend. Each also counts in <see cref="InFlight"/>.</summary>
+    public int Tunnels => Volatile.Read(ref _tunnels);
+
+    internal void BeginTunnel() => Interlocked.Increment(ref _tunnels);
+
+    internal void EndTunnel() => Interlocked.Decrement(ref _tunnels);
+
     public long Failures => Interlocked.Read(ref _failures);
 
     /// <summary>Smooth round robin's running score; read and written only under the pool's balancer lock.</summary>

@@ -43,6 +43,7 @@ public sealed class FulcrumRuntime : IDisposable
         _ownsProbe = probe is null;
         _probe = probe ?? new NetworkHealthProbe(Time);
         Prober = new ActiveProber(Health, _probe, Time);
+        Tunnels = new TunnelRegistry(Time);
 
         // What the admin API changed before a restart applies again: backends removed and added,
         // and overrides, matched by pool and address.
@@ -100,6 +101,9 @@ public sealed class FulcrumRuntime : IDisposable
     public HealthAuthority Health { get; }
 
     public ActiveProber Prober { get; }
+
+    /// <summary>Every open tunnel, and the watch that closes idle, expired and drained ones.</summary>
+    internal TunnelRegistry Tunnels { get; }
 
     /// <summary>
     /// Starts the probe loops: every backend of a pool with active checks is probed at once. The
@@ -212,6 +216,7 @@ public sealed class FulcrumRuntime : IDisposable
 
     public void Dispose()
     {
+        Tunnels.Dispose();
         Prober.Dispose();
         Health.Dispose();
         if (_ownsProbe && _probe is IDisposable disposable)

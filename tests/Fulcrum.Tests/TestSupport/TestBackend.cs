@@ -59,6 +59,7 @@ public sealed class TestBackend : IAsyncDisposable
         var app = builder.Build();
         var backend = new TestBackend(name, app);
         handler ??= async context => await context.Response.WriteAsync(name);
+        app.UseWebSockets();
         app.Run(async context =>
         {
             var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);

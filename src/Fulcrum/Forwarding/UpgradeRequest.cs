@@ -1,0 +1,69 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Fulcrum.Forwarding;
+
+/// <summary>How a client asked to turn its request into a tunnel.</summary>
+internal enum UpgradeKind
+{
+    None,
+
+    /// <summary>HTTP/1.1 <c>Connection: Upgrade</c> + <c>Upgrade: …</c> (RFC 9110 §7.8).</summary>
+    Http11,
+
+    /// <summary>HTTP/2 extended CONNECT with <c>:protocol = websocket</c> (RFC 8441), sent upstream as an HTTP/1.1 upgrade.</summary>
+    ExtendedConnect,
+}
+
+/// <summary>
+/// A request that asks to become a tunnel: its kind, the <c>Upgrade</c> value to send upstream,
+/// and whether it is a WebSocket (Fulcrum then follows its frames to close it cleanly).
+/// </summary>
+internal readonly record struct UpgradeRequest(UpgradeKind Kind, string Protocols, bool WebSocket)
+{
+    public bool Any => Kind != UpgradeKind.None;
+
+    /// <summary>
+    /// Reads the upgrade a request asks for. <c>h2c</c> is never honoured (an h2c upgrade through a
+    /// proxy is a known way to smuggle requests past it): it is dropped from the list, and a request
+    /// that asked only for it is forwarded as a plain request. Null <paramref name="refusal"/> unless
+    /// the request is an extended CONNECT for a protocol Fulcrum cannot carry.
+    /// </summary>
+    public static UpgradeRequest Of(HttpContext context, out string? refusal)
+    {
+        refusal = null;
+        if (context.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true } connect)
+        {
+            if (string.Equals(connect.Protocol, "websocket", StringComparison.OrdinalIgnoreCase))
+            {
+                return new UpgradeRequest(UpgradeKind.ExtendedConnect, "websocket", true);
+            }
+            refusal = $"extended CONNECT for protocol '{connect.Protocol}' is not supported; only websocket is";
+            return default;
+        }
+        if (context.Features.Get<IHttpUpgradeFeature>() is not { IsUpgradableRequest: true })
+        {
+            return default;
+        }
+        var upgrade = context.Request.Headers.Upgrade;
+        var kept = new List<string>(1);
+        var webSocket = false;
+        foreach (var value in upgrade)
+        {
+            if (value is null)
+            {
+                continue;
+            }
+            foreach (var part in value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (part.StartsWith("h2c", StringComparison.OrdinalIgnoreCase) && (part.Length == 3 || part[3] == '/'))
+                {
+                    continue;
+                }
+                webSocket |= string.Equals(part, "websocket", StringComparison.OrdinalIgnoreCase);
+                kept.Add(part);
+            }
+        }
+        return kept.Count == 0 ? default : new UpgradeRequest(UpgradeKind.Http11, string.Join(", ", kept), webSocket);
+    }
+}
