@@ -290,16 +290,32 @@ public sealed class FulcrumServer : IAsyncDisposable
         }
         ShuttingDown = true;
         Ready = false;
-        using var timeout = new CancellationTokenSource(drainTimeout);
+        // Tunnels get the drain timeout too, then a close of their own (1001 to both sides of a
+        // WebSocket) and a moment for it, before Kestrel cuts whatever is left.
+        using var timeout = new CancellationTokenSource(drainTimeout + (Runtime.Tunnels.Count > 0 ? TunnelCloseGrace : TimeSpan.Zero));
+        var tunnels = CloseTunnelsAfterAsync(drainTimeout);
         // Kestrel closes the listeners at once, lets requests in flight finish (closing each
         // keep-alive connection after its current request), and aborts what is left when the
         // token fires. The admin listener stays up until the proxy has drained, so /readyz can
         // be watched throughout.
         await _proxy.StopAsync(timeout.Token).ConfigureAwait(false);
+        Runtime.Tunnels.CloseAll(Forwarding.TunnelCloseReasons.Shutdown);
+        await tunnels.ConfigureAwait(false);
         if (_admin is not null)
         {
             using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(1));
             await _admin.StopAsync(quick.Token).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>How long tunnels closed at shutdown get to say goodbye before Kestrel cuts them.</summary>
+    private static readonly TimeSpan TunnelCloseGrace = TimeSpan.FromSeconds(3);
+
+    private async Task CloseTunnelsAfterAsync(TimeSpan drainTimeout)
+    {
+        if (!await Runtime.Tunnels.WaitEmptyAsync(drainTimeout).ConfigureAwait(false))
+        {
+            Runtime.Tunnels.CloseAll(Forwarding.TunnelCloseReasons.Shutdown);
         }
     }
 
