@@ -110,6 +110,7 @@ internal static class DemoCommand
         error.WriteLine($"  curl {url}/                         # run it a few times: demo-1, demo-2, demo-3 take turns");
         error.WriteLine($"  curl -N {url}/events                # server-sent events, streamed one per second");
         error.WriteLine($"  curl '{url}/slow?ms=1500'           # a slow backend answer");
+        error.WriteLine($"  open {url}/websocket in a browser   # a WebSocket echo at /ws, tunnelled through Fulcrum");
         error.WriteLine($"  curl -i {url}/broken/               # 502 connect_refused, and the body says why;");
         error.WriteLine($"                                      # after 5 tries the backend is ejected: 503 no_healthy_backend");
         error.WriteLine($"  curl -H 'Accept: application/json' {url}/broken/   # the same, as JSON");

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.WebSockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -12,8 +13,9 @@ namespace Fulcrum.Cli.Demo;
 
 /// <summary>
 /// A small backend for <c>fulcrum demo</c>: it says who it is at <c>/</c>, answers
-/// <c>/health/ready</c>, has a slow endpoint (<c>/slow?ms=2000</c>) and a server-sent events
-/// stream (<c>/events</c>).
+/// <c>/health/ready</c>, has a slow endpoint (<c>/slow?ms=2000</c>), a server-sent events
+/// stream (<c>/events</c>), a WebSocket echo (<c>/ws</c>) and a page that talks to it
+/// (<c>/websocket</c>).
 /// </summary>
 internal sealed class DemoBackend : IAsyncDisposable
 {
@@ -36,6 +38,7 @@ internal sealed class DemoBackend : IAsyncDisposable
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k => k.Listen(IPAddress.Loopback, port));
         var app = builder.Build();
         var backend = new DemoBackend(name, app);
+        app.UseWebSockets();
         app.Run(backend.HandleAsync);
         await app.StartAsync().ConfigureAwait(false);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
@@ -59,6 +62,13 @@ internal sealed class DemoBackend : IAsyncDisposable
                 await Task.Delay(ms, context.RequestAborted).ConfigureAwait(false);
                 await response.WriteAsync($"{who} answered after {ms} ms\n").ConfigureAwait(false);
                 return;
+            case "/ws" when context.WebSockets.IsWebSocketRequest:
+                await EchoAsync(context).ConfigureAwait(false);
+                return;
+            case "/websocket":
+                response.ContentType = "text/html; charset=utf-8";
+                await response.WriteAsync(WebSocketPage.Replace("{who}", who, StringComparison.Ordinal)).ConfigureAwait(false);
+                return;
             case "/events":
                 response.ContentType = "text/event-stream";
                 response.Headers.CacheControl = "no-cache";
@@ -74,6 +84,53 @@ internal sealed class DemoBackend : IAsyncDisposable
                 return;
         }
     }
+
+    /// <summary>Sends every message back as it came, until the client closes.</summary>
+    private static async Task EchoAsync(HttpContext context)
+    {
+        using var socket = await context.WebSockets.AcceptWebSocketAsync().ConfigureAwait(false);
+        var buffer = new byte[16 * 1024];
+        try
+        {
+            while (true)
+            {
+                var received = await socket.ReceiveAsync(buffer, context.RequestAborted).ConfigureAwait(false);
+                if (received.MessageType == WebSocketMessageType.Close)
+                {
+                    await socket.CloseOutputAsync(received.CloseStatus ?? WebSocketCloseStatus.NormalClosure, received.CloseStatusDescription, CancellationToken.None).ConfigureAwait(false);
+                    return;
+                }
+                await socket.SendAsync(buffer.AsMemory(0, received.Count), received.MessageType, received.EndOfMessage, context.RequestAborted).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or IOException)
+        {
+            // The client went away without a close: nothing to answer.
+        }
+    }
+
+    /// <summary>A page that opens a WebSocket to <c>/ws</c> through whatever served it, and shows the echo.</summary>
+    private const string WebSocketPage = """
+        <!doctype html>
+        <html lang="en">
+        <head><meta charset="utf-8"><title>Fulcrum demo: WebSocket</title></head>
+        <body>
+        <h1>WebSocket through Fulcrum</h1>
+        <p>This page came from {who}.</p>
+        <p>Socket: <span id="state">connecting</span></p>
+        <p>Echo: <span id="echo"></span></p>
+        <script>
+          const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+          const socket = new WebSocket(scheme + "//" + location.host + "/ws");
+          const state = document.getElementById("state");
+          socket.onopen = () => { state.textContent = "open"; socket.send("hello from the browser"); };
+          socket.onmessage = (e) => { document.getElementById("echo").textContent = e.data; };
+          socket.onclose = (e) => { state.textContent = "closed (" + e.code + ")"; };
+          socket.onerror = () => { state.textContent = "error"; };
+        </script>
+        </body>
+        </html>
+        """;
 
     public ValueTask DisposeAsync() => _app.DisposeAsync();
 }
