@@ -187,17 +187,25 @@ internal sealed partial class RequestPipeline
                 {
                     break;
                 }
-                if (!pool.TryBeginRetry())
+                // A failover after a refused connection is outside the budget: the backend never
+                // saw the request, so it adds no load to anything failing, and it is bounded by the
+                // pool's size. Under the budget, a rolling deploy with more clients than the
+                // budget's floor would turn refusals into client errors.
+                var failover = !again && ErrorCodes.IsConnectFailure(result.Error) && !result.MaybeSent;
+                if (!failover && !pool.TryBeginRetry())
                 {
                     break; // the budget is spent: the error (or held response) goes to the client
                 }
                 var following = again ? pool.Available : next;
                 if (following.Length == 0)
                 {
-                    pool.EndRetry();
+                    if (!failover)
+                    {
+                        pool.EndRetry();
+                    }
                     break; // nowhere to go: a held response is relayed as it is
                 }
-                holdingRetry = true;
+                holdingRetry = !failover;
                 pool.CountRetry(reason);
                 _metrics?.RecordRetry(route.Name, reason);
                 // A connect failure never reached a backend, so it does not use up an attempt

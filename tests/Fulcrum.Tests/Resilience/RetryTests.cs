@@ -227,4 +227,22 @@ public class RetryTests
         Assert.InRange(attempts, 100, 100 + 20 + 20);
         Assert.True(proxy.Server.Runtime.Pool("main").RetryBudgetExhausted >= 60);
     }
+
+    [Fact]
+    public async Task Budget_DoesNotStopAFailoverAfterARefusedConnection()
+    {
+        // A budget of zero retries: a 503 is never retried, but a refused connection still fails
+        // over to the next backend for every one of 50 concurrent requests (a rolling deploy).
+        var refusing = await TestBackend.StartAsync("gone");
+        var refusingAddress = refusing.Address;
+        await refusing.DisposeAsync();
+        await using var b = await TestBackend.StartAsync("b");
+        await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [refusingAddress, b.Address],
+            routeExtra: "    retries: { attempts: 2, on: [connect_failure, 503] }",
+            poolExtra: "    retry_budget: { percent: 0, min_concurrent: 0 }\n    health: { passive: { enabled: false } }"));
+        using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 100 }) { BaseAddress = proxy.BaseUri };
+        var responses = await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => client.GetAsync("/")));
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.Equal(0, proxy.Server.Runtime.Pool("main").RetryBudgetExhausted);
+    }
 }
