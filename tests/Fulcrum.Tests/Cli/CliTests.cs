@@ -135,6 +135,15 @@ public class CliTests
             Assert.Equal("id: 1", await reader.ReadLineAsync());
         }
 
+        // The WebSocket echo at /ws, tunnelled, and the page that uses it.
+        using (var socket = new System.Net.WebSockets.ClientWebSocket())
+        {
+            await socket.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/ws"), CancellationToken.None);
+            Assert.Equal("echo me", await Tunnels.WebSocketClient.EchoAsync(socket, "echo me"));
+            await socket.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+        }
+        Assert.Contains("/ws\"", await client.GetStringAsync(url + "/websocket"), StringComparison.Ordinal);
+
         using (var broken = await client.GetAsync(url + "/broken/"))
         {
             Assert.Equal(HttpStatusCode.BadGateway, broken.StatusCode);

@@ -74,15 +74,18 @@ public sealed class WebSocketTests
         Assert.Equal(http2 ? 200 : 101, line.GetProperty("status").GetInt32());
     }
 
-    [Fact]
-    public async Task Pings_are_answered_through_the_tunnel()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Pings_are_answered_through_the_tunnel(bool http2)
     {
         // The client pings every 100 ms and gives up when a pong takes over 1 s: three quiet
         // seconds later the socket still works only if every ping and pong crossed Fulcrum.
         var (backend, _) = await EchoBackendAsync();
         await using var _b = backend;
-        await using var proxy = await TestProxy.StartAsync(Pool(backend));
-        using var socket = await WebSocketClient.ConnectAsync(proxy.BaseUri, configure: o =>
+        await using var proxy = await TestProxy.StartAsync(Pool(backend), listenerProtocol: http2 ? "h2c" : "http");
+        using var invoker = http2 ? WebSocketClient.Http2Invoker() : null;
+        using var socket = await WebSocketClient.ConnectAsync(proxy.BaseUri, http2: invoker, configure: o =>
         {
             o.KeepAliveInterval = TimeSpan.FromMilliseconds(100);
             o.KeepAliveTimeout = TimeSpan.FromSeconds(1);
@@ -106,13 +109,16 @@ public sealed class WebSocketTests
         Assert.Equal("after the quiet", await WebSocketClient.EchoAsync(socket, "after the quiet"));
     }
 
-    [Fact]
-    public async Task A_socket_quiet_past_tunnel_idle_is_closed_with_going_away_both_ways()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_socket_quiet_past_tunnel_idle_is_closed_with_going_away_both_ways(bool http2)
     {
         var (backend, echo) = await EchoBackendAsync();
         await using var _b = backend;
-        await using var proxy = await TestProxy.StartAsync(Pool(backend, "    timeouts: { tunnel_idle: 1s }"));
-        using var socket = await WebSocketClient.ConnectAsync(proxy.BaseUri);
+        await using var proxy = await TestProxy.StartAsync(Pool(backend, "    timeouts: { tunnel_idle: 1s }"), listenerProtocol: http2 ? "h2c" : "http");
+        using var invoker = http2 ? WebSocketClient.Http2Invoker() : null;
+        using var socket = await WebSocketClient.ConnectAsync(proxy.BaseUri, http2: invoker);
         Assert.Equal("busy", await WebSocketClient.EchoAsync(socket, "busy"));
         var started = Environment.TickCount64;
         var (type, _) = await WebSocketClient.ReceiveAsync(socket, 5000);
@@ -210,6 +216,31 @@ public sealed class WebSocketTests
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         Assert.Equal(0, await stream.ReadAsync(buffer, timeout.Token));
         Assert.Equal("shout/1", backend.Last.Headers["Upgrade"]);
+    }
+
+    [Fact]
+    public async Task Another_protocols_tunnel_quiet_past_tunnel_idle_is_closed_with_a_tcp_close()
+    {
+        var backend = await TestBackend.StartAsync("quiet", async context =>
+        {
+            await using var stream = await context.Features.Get<IHttpUpgradeFeature>()!.UpgradeAsync();
+            var buffer = new byte[64];
+            while (await stream.ReadAsync(buffer) > 0)
+            {
+            }
+        });
+        await using var _b = backend;
+        await using var proxy = await TestProxy.StartAsync(Pool(backend, "    timeouts: { tunnel_idle: 1s }"));
+        using var client = new TcpClient();
+        await client.ConnectAsync(proxy.EndPoint);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: quiet/1\r\n\r\n"));
+        Assert.StartsWith("HTTP/1.1 101", await ReadUntilAsync(stream, "\r\n\r\n"));
+        var started = Environment.TickCount64;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        Assert.Equal(0, await stream.ReadAsync(new byte[16], timeout.Token));
+        Assert.InRange(Environment.TickCount64 - started, 900, 2500);
+        await Eventually(() => proxy.Server.Runtime.Tunnels.Count == 0);
     }
 
     [Fact]
