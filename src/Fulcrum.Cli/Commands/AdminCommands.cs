@@ -33,6 +33,8 @@ internal static class AdminCommands
                 var available = x.GetProperty("available").GetInt32();
                 output.WriteLine($"pool {x.GetProperty("name").GetString()}: {available} of {total} backends take traffic{(x.GetProperty("failing_open").GetBoolean() ? " (failing open)" : "")}");
             }
+            var (_, config) = await client.GetAsync("/api/v1/config/status", ct).ConfigureAwait(false);
+            ConfigLine(output, error, config);
             return 0;
         }));
 
@@ -207,6 +209,32 @@ internal static class AdminCommands
             return 0;
         }));
 
+        var reload = o.Add(new Command("reload", "Reload the configuration file now, as SIGHUP does (exit 1 with its errors when refused)"));
+        reload.SetAction((p, ct) => Run(o, p, error, async client =>
+        {
+            var (_, r) = await client.PostAsync("/api/v1/reload", null, ct).ConfigureAwait(false);
+            var success = r.GetProperty("success").GetBoolean();
+            if (Json(o, p, output, r))
+            {
+                return success ? 0 : 1;
+            }
+            if (!success)
+            {
+                foreach (var e in r.GetProperty("errors").EnumerateArray())
+                {
+                    error.WriteLine(e.GetString());
+                }
+                error.WriteLine($"fulcrum: reload refused with {r.GetProperty("errors").GetArrayLength()} error(s); the running configuration stays");
+                return 1;
+            }
+            output.WriteLine($"reloaded in {r.GetProperty("apply_ms").GetDouble():0.0} ms: {ChangeSummary(r.GetProperty("changes"))}");
+            foreach (var section in r.GetProperty("changes").GetProperty("need_restart").EnumerateArray())
+            {
+                output.WriteLine($"note: '{section.GetString()}' changed; it takes effect at the next start");
+            }
+            return 0;
+        }));
+
         var shutdown = o.Add(new Command("shutdown", "Stop Fulcrum gracefully, as SIGTERM does"), json: false);
         shutdown.SetAction((p, ct) => Run(o, p, error, async client =>
         {
@@ -215,6 +243,7 @@ internal static class AdminCommands
             return 0;
         }));
         yield return shutdown;
+        yield return reload;
 
         yield return status;
         yield return backends;
@@ -225,6 +254,42 @@ internal static class AdminCommands
         yield return events;
         yield return explain;
         yield return config;
+    }
+
+    /// <summary>The configuration line of <c>fulcrum status</c>, and a refused reload's errors.</summary>
+    private static void ConfigLine(TextWriter output, TextWriter error, JsonElement c)
+    {
+        var file = c.TryGetProperty("file", out var f) && f.ValueKind == JsonValueKind.String ? f.GetString() : "(built in code)";
+        var applied = c.GetProperty("applied_at").GetDateTimeOffset().ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture);
+        output.WriteLine($"config {file}: applied {applied}Z; {c.GetProperty("reloads").GetInt64()} reload(s), {c.GetProperty("failures").GetInt64()} refused");
+        if (c.TryGetProperty("last_reload", out var last) && last.ValueKind == JsonValueKind.Object && !last.GetProperty("success").GetBoolean())
+        {
+            var at = last.GetProperty("at").GetDateTimeOffset().ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture);
+            output.WriteLine($"last reload ({last.GetProperty("trigger").GetString()}, {at}Z) was REFUSED; the configuration above is still in force:");
+            foreach (var e in last.GetProperty("errors").EnumerateArray())
+            {
+                output.WriteLine($"  {e.GetString()}");
+            }
+        }
+        _ = error;
+    }
+
+    private static string ChangeSummary(JsonElement c)
+    {
+        var parts = new List<string>();
+        foreach (var (key, label) in new[] { ("listeners_added", "listeners added"), ("listeners_removed", "listeners removed"), ("pools_added", "pools added"), ("pools_removed", "pools removed"), ("pools_changed", "pools changed"), ("backends_added", "backends added"), ("backends_removed", "backends removed"), ("backends_updated", "backends updated") })
+        {
+            var items = c.GetProperty(key).EnumerateArray().Select(e => e.GetString()).ToList();
+            if (items.Count > 0)
+            {
+                parts.Add($"{label}: {string.Join(", ", items)}");
+            }
+        }
+        if (c.GetProperty("routes_changed").GetBoolean())
+        {
+            parts.Add("routes changed");
+        }
+        return parts.Count == 0 ? "no changes" : string.Join("; ", parts);
     }
 
     private static string BackendPath(ParseResult p, Argument<string> pool, Argument<string> backend) =>

@@ -62,10 +62,16 @@ internal static class RunCommand
                 context.Cancel = true;
                 server.ReopenAccessLog();
             });
+            // SIGHUP: reload the configuration file, as nginx does. The outcome is logged.
+            using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
+            {
+                context.Cancel = true;
+                _ = server.ReloadAsync("SIGHUP");
+            });
             var signalled = Task.Delay(Timeout.Infinite, signal.Token);
             var first = await Task.WhenAny(signalled, server.ShutdownRequested).ConfigureAwait(false);
             var why = first == server.ShutdownRequested ? $"shutdown requested through the admin API by {server.ShutdownRequested.Result}" : $"{signal.Received ?? "stop"} received";
-            var shutdown = config.Shutdown;
+            var shutdown = server.Runtime.Current.Config.Shutdown; // as reloaded
             error.WriteLine($"fulcrum: {why}: /readyz now answers 503; accepting for {Configuration.Duration.Format(shutdown.Delay)} more, then requests in flight get up to {Configuration.Duration.Format(shutdown.DrainTimeout)}");
             await server.ShutdownAsync(shutdown.Delay, shutdown.DrainTimeout).ConfigureAwait(false);
         }

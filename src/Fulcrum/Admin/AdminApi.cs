@@ -44,6 +44,12 @@ internal sealed partial class AdminApi
 
     public AuditLog Audit { get; }
 
+    /// <summary>Reloads the configuration file (the server's reload), given who asked.</summary>
+    internal Func<string, Task<Hosting.ReloadResult>>? Reload { get; init; }
+
+    /// <summary>The configuration in force and how reloads have gone.</summary>
+    internal Func<Hosting.ConfigStatus>? ConfigStatus { get; init; }
+
     public async Task HandleAsync(HttpContext context)
     {
         var path = context.Request.Path.Value ?? "/";
@@ -115,8 +121,10 @@ internal sealed partial class AdminApi
             ["events", "stream"] when get => EventStreamAsync(context),
             ["explain"] when get => ExplainAsync(context),
             ["config"] when get => ConfigAsync(context),
+            ["config", "status"] when get && ConfigStatus is not null => Ok(context, ConfigStatus()),
+            ["reload"] when post && Reload is not null => ReloadAsync(context, who),
             ["shutdown"] when post => ShutdownAsync(context, who),
-            _ => Error(context, s.Length > 0 && s[0] is "pools" or "events" or "explain" or "config" or "shutdown" ? 405 : 404, "not_found", $"no endpoint for {method} {Prefix}{string.Join('/', s)} (docs/admin-api.md lists them)"),
+            _ => Error(context, s.Length > 0 && s[0] is "pools" or "events" or "explain" or "config" or "shutdown" or "reload" ? 405 : 404, "not_found", $"no endpoint for {method} {Prefix}{string.Join('/', s)} (docs/admin-api.md lists them)"),
         };
     }
 
@@ -132,6 +140,14 @@ internal sealed partial class AdminApi
     private Task ConfigAsync(HttpContext context) => ConfigAsync(context, _runtime.Current.Config);
 
     /// <summary>POST shutdown: begins the graceful shutdown, as SIGTERM does.</summary>
+    /// <summary>POST /api/v1/reload: 200 with what changed, or 422 with every error (the running configuration stays).</summary>
+    private async Task ReloadAsync(HttpContext context, string who)
+    {
+        var result = await Reload!($"api:{who}").ConfigureAwait(false);
+        Audit.Record("reload", "", "", who, result.Success ? Hosting.FulcrumServer.Summary(result.Changes!) : $"refused: {result.Errors.Count} error(s)", _runtime.Time.GetUtcNow());
+        await Ok(context, result, result.Success ? 200 : 422).ConfigureAwait(false);
+    }
+
     private Task ShutdownAsync(HttpContext context, string who)
     {
         var shutdown = _runtime.Current.Config.Shutdown;

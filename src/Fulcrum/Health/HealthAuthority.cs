@@ -96,11 +96,40 @@ public sealed partial class HealthAuthority : IDisposable
     {
         lock (pool.HealthLock)
         {
+            backend.DetachedAt = _time.GetUtcNow();
             backend.Detached = true;
             backend.Inputs.Timer?.Dispose();
             backend.Inputs.Timer = null;
             pool.RemoveBackend(backend);
             pool.RepublishAvailable();
+        }
+    }
+
+    /// <summary>
+    /// Gives a pool the backends of a reloaded configuration, in order (kept ones keep their state;
+    /// new ones are not yet attached), and republishes its available set.
+    /// </summary>
+    internal void ReplaceBackends(PoolState pool, BackendState[] backends)
+    {
+        lock (pool.HealthLock)
+        {
+            pool.ReplaceBackends(backends);
+            pool.RepublishAvailable();
+        }
+    }
+
+    /// <summary>
+    /// Works a backend's status out again from its inputs, after its pool's health settings
+    /// changed (active checks turned off, say). A status that does not change records nothing.
+    /// </summary>
+    internal void Reevaluate(PoolState pool, BackendState backend)
+    {
+        lock (pool.HealthLock)
+        {
+            if (!backend.Detached)
+            {
+                Recompute(pool, backend);
+            }
         }
     }
 

@@ -35,23 +35,30 @@ public sealed class FulcrumServerOptions
 /// A running Fulcrum: Kestrel listeners built from the configuration, the request pipeline behind
 /// them, and the admin listener beside them. Embeddable: tests and the CLI both start it this way.
 /// </summary>
-public sealed class FulcrumServer : IAsyncDisposable
+public sealed partial class FulcrumServer : IAsyncDisposable
 {
-    private readonly WebApplication _proxy;
+    private readonly Dictionary<string, ListenerHost> _listeners;
     private readonly WebApplication? _admin;
-    private readonly Dictionary<string, ListenOptions> _listenOptions;
     private readonly ListenOptions? _adminListen;
     private readonly AccessLog _accessLog;
+    private readonly FulcrumServerOptions _options;
+    private readonly RequestDelegate _pipeline;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _log;
     private int _stopped;
 
-    private FulcrumServer(WebApplication proxy, WebApplication? admin, Dictionary<string, ListenOptions> listenOptions, ListenOptions? adminListen, FulcrumRuntime runtime, AccessLog accessLog)
+    private FulcrumServer(Dictionary<string, ListenerHost> listeners, WebApplication? admin, ListenOptions? adminListen, FulcrumRuntime runtime, AccessLog accessLog, FulcrumServerOptions options, RequestDelegate pipeline, ILoggerFactory loggers)
     {
-        _proxy = proxy;
+        _listeners = listeners;
         _admin = admin;
-        _listenOptions = listenOptions;
         _adminListen = adminListen;
         Runtime = runtime;
         _accessLog = accessLog;
+        _options = options;
+        _pipeline = pipeline;
+        _loggers = loggers;
+        _log = loggers.CreateLogger("Fulcrum.Config");
+        _appliedAt = runtime.Time.GetUtcNow();
     }
 
     public FulcrumRuntime Runtime { get; }
@@ -60,10 +67,27 @@ public sealed class FulcrumServer : IAsyncDisposable
     public bool Ready { get; private set; }
 
     /// <summary>The address a listener actually bound (its real port when configured with port 0).</summary>
-    public IPEndPoint ListenerEndPoint(string name) =>
-        _listenOptions.TryGetValue(name, out var options) && options.IPEndPoint is { } endPoint
-            ? endPoint
-            : throw new ArgumentException($"no listener named '{name}'", nameof(name));
+    public IPEndPoint ListenerEndPoint(string name)
+    {
+        lock (_listeners)
+        {
+            return _listeners.TryGetValue(name, out var host) && host.EndPoint is { } endPoint
+                ? endPoint
+                : throw new ArgumentException($"no listener named '{name}'", nameof(name));
+        }
+    }
+
+    /// <summary>The names of the listeners bound now.</summary>
+    public IReadOnlyList<string> ListenerNames
+    {
+        get
+        {
+            lock (_listeners)
+            {
+                return [.. _listeners.Keys];
+            }
+        }
+    }
 
     public IPEndPoint? AdminEndPoint => _adminListen?.IPEndPoint;
 
@@ -85,50 +109,21 @@ public sealed class FulcrumServer : IAsyncDisposable
     public static async Task<FulcrumServer> StartAsync(FulcrumConfig config, FulcrumServerOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new FulcrumServerOptions();
-        FulcrumMetrics? metrics = null;
-        var listenOptions = new Dictionary<string, ListenOptions>(StringComparer.Ordinal);
-        var proxy = BuildApp(options, kestrel =>
-        {
-            foreach (var listener in config.Listeners)
-            {
-                Listen(kestrel, listener.Address, l =>
-                {
-                    // Without TLS there is no ALPN to choose a protocol per connection, so a
-                    // cleartext listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
-                    l.Protocols = listener.Protocol == ListenerConfig.H2cProtocol ? HttpProtocols.Http2 : HttpProtocols.Http1;
-                    var name = listener.Name;
-                    // Counts open client connections per listener for fulcrum_connections.
-                    l.Use(next => async connection =>
-                    {
-                        metrics?.ConnectionOpened(name);
-                        try
-                        {
-                            await next(connection).ConfigureAwait(false);
-                        }
-                        finally
-                        {
-                            metrics?.ConnectionClosed(name);
-                        }
-                    });
-                    listenOptions[listener.Name] = l;
-                });
-            }
-        });
+        var loggers = CreateLoggers(options);
         FulcrumRuntime runtime;
         try
         {
-            runtime = new FulcrumRuntime(config, options.TimeProvider, proxy.Services.GetRequiredService<ILoggerFactory>(), options.HealthProbe);
+            runtime = new FulcrumRuntime(config, options.TimeProvider, loggers, options.HealthProbe);
         }
         catch
         {
-            await proxy.DisposeAsync().ConfigureAwait(false);
+            loggers.Dispose();
             throw;
         }
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
-        metrics = new FulcrumMetrics(runtime, options.Version, accessLog);
+        var metrics = new FulcrumMetrics(runtime, options.Version, accessLog);
         var exporter = new PrometheusExporter(metrics.Meter);
-        var pipeline = new RequestPipeline(runtime, accessLog, proxy.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
-        proxy.Run(pipeline.InvokeAsync);
+        var pipeline = new RequestPipeline(runtime, accessLog, loggers.CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
 
         ListenOptions? adminListen = null;
         WebApplication? admin = null;
@@ -141,7 +136,7 @@ public sealed class FulcrumServer : IAsyncDisposable
             }));
         }
 
-        var server = new FulcrumServer(proxy, admin, listenOptions, adminListen, runtime, accessLog)
+        var server = new FulcrumServer(new Dictionary<string, ListenerHost>(StringComparer.Ordinal), admin, adminListen, runtime, accessLog, options, pipeline.InvokeAsync, loggers)
         {
             Metrics = metrics,
             _exporter = exporter,
@@ -159,7 +154,11 @@ public sealed class FulcrumServer : IAsyncDisposable
                 await server.DisposeAsync().ConfigureAwait(false);
                 throw;
             }
-            server.AdminApi = new AdminApi(runtime, tokens, new AuditLog(), () => server.Ready && !server.ShuttingDown, server.RequestShutdown, exporter.Scrape);
+            server.AdminApi = new AdminApi(runtime, tokens, new AuditLog(), () => server.Ready && !server.ShuttingDown, server.RequestShutdown, exporter.Scrape)
+            {
+                Reload = server.ReloadAsync,
+                ConfigStatus = () => server.Status,
+            };
             admin.Run(server.AdminApi.HandleAsync);
         }
         try
@@ -174,7 +173,14 @@ public sealed class FulcrumServer : IAsyncDisposable
             catch (TimeoutException)
             {
             }
-            await proxy.StartAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var listener in config.Listeners)
+            {
+                var host = await ListenerHost.StartAsync(listener, options, server._pipeline, () => server.Metrics, cancellationToken).ConfigureAwait(false);
+                lock (server._listeners)
+                {
+                    server._listeners[listener.Name] = host;
+                }
+            }
             if (admin is not null)
             {
                 await admin.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -186,10 +192,22 @@ public sealed class FulcrumServer : IAsyncDisposable
             throw;
         }
         server.Ready = true;
+        if (config.SourcePath is { } path)
+        {
+            server._watcher = new ConfigWatcher(path, () => server.ReloadAsync("file"), server._log);
+        }
         return server;
     }
 
-    private static WebApplication BuildApp(FulcrumServerOptions options, Action<KestrelServerOptions> listen)
+    /// <summary>Fulcrum's own log: single lines on stderr (stdout belongs to the access log).</summary>
+    private static ILoggerFactory CreateLoggers(FulcrumServerOptions options) => LoggerFactory.Create(b =>
+    {
+        b.SetMinimumLevel(options.LogLevel);
+        b.AddSimpleConsole(o => o.SingleLine = true);
+        b.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+    });
+
+    internal static WebApplication BuildApp(FulcrumServerOptions options, Action<KestrelServerOptions> listen)
     {
         // Refuse a bare LF as a line ending in request heads. Kestrel accepts one by default, so
         // "X-A: x\nContent-Length: 5" would be two headers here and one to a front proxy that
@@ -226,7 +244,7 @@ public sealed class FulcrumServer : IAsyncDisposable
         return builder.Build();
     }
 
-    private static void Listen(KestrelServerOptions kestrel, HostPort address, Action<ListenOptions> configure)
+    internal static void Listen(KestrelServerOptions kestrel, HostPort address, Action<ListenOptions> configure)
     {
         if (address.IsAnyHost)
         {
@@ -292,13 +310,19 @@ public sealed class FulcrumServer : IAsyncDisposable
         Ready = false;
         // Tunnels get the drain timeout too, then a close of their own (1001 to both sides of a
         // WebSocket) and a moment for it, before Kestrel cuts whatever is left.
+        _watcher?.Dispose();
         using var timeout = new CancellationTokenSource(drainTimeout + (Runtime.Tunnels.Count > 0 ? TunnelCloseGrace : TimeSpan.Zero));
         var tunnels = CloseTunnelsAfterAsync(drainTimeout);
         // Kestrel closes the listeners at once, lets requests in flight finish (closing each
         // keep-alive connection after its current request), and aborts what is left when the
         // token fires. The admin listener stays up until the proxy has drained, so /readyz can
-        // be watched throughout.
-        await _proxy.StopAsync(timeout.Token).ConfigureAwait(false);
+        // be watched throughout. A reload waiting for its turn finds the server stopped.
+        ListenerHost[] hosts;
+        lock (_listeners)
+        {
+            hosts = [.. _listeners.Values, .. _leaving];
+        }
+        await Task.WhenAll(hosts.Select(h => h.StopAsync(timeout.Token))).ConfigureAwait(false);
         Runtime.Tunnels.CloseAll(Forwarding.TunnelCloseReasons.Shutdown);
         await tunnels.ConfigureAwait(false);
         if (_admin is not null)
@@ -322,7 +346,15 @@ public sealed class FulcrumServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-        await _proxy.DisposeAsync().ConfigureAwait(false);
+        ListenerHost[] hosts;
+        lock (_listeners)
+        {
+            hosts = [.. _listeners.Values, .. _leaving];
+        }
+        foreach (var host in hosts)
+        {
+            await host.DisposeAsync().ConfigureAwait(false);
+        }
         if (_admin is not null)
         {
             await _admin.DisposeAsync().ConfigureAwait(false);
@@ -332,6 +364,7 @@ public sealed class FulcrumServer : IAsyncDisposable
         Metrics?.Dispose();
         Runtime.Dispose();
         await _accessLog.DisposeAsync().ConfigureAwait(false);
+        _loggers.Dispose();
         if (_accessLog.Dropped > 0)
         {
             await Console.Error.WriteLineAsync($"fulcrum: {_accessLog.Dropped} access log line(s) were dropped because the log could not keep up").ConfigureAwait(false);

@@ -47,8 +47,9 @@ public sealed class FulcrumMetrics : IDisposable
         {
             Meter.CreateObservableCounter("fulcrum_access_log_dropped_total", () => accessLog.Dropped, description: "Access log lines dropped because the writer fell behind or its output failed.");
         }
-        var applied = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
-        Meter.CreateObservableGauge("fulcrum_config_last_reload_success_timestamp_seconds", () => applied, "s", "When the configuration in force was applied (Unix time).");
+        _applied = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
+        Meter.CreateObservableGauge("fulcrum_config_last_reload_success_timestamp_seconds", () => Volatile.Read(ref _applied), "s", "When the configuration in force was applied (Unix time).");
+        Reloads = Meter.CreateCounter<long>("fulcrum_config_reloads_total", description: "Configuration reloads, by result (success or failure).");
 
         runtime.Health.Changed += OnHealthChanged;
         runtime.Health.Probed += OnProbed;
@@ -66,6 +67,19 @@ public sealed class FulcrumMetrics : IDisposable
     internal Counter<long> Ejections { get; }
     internal Counter<long> Retries { get; }
     internal Counter<long> Errors { get; }
+    internal Counter<long> Reloads { get; }
+
+    private double _applied;
+
+    /// <summary>One reload: counted by result; a success also moves the applied timestamp.</summary>
+    internal void RecordReload(bool success, DateTimeOffset at)
+    {
+        Reloads.Add(1, new KeyValuePair<string, object?>("result", success ? "success" : "failure"));
+        if (success)
+        {
+            Volatile.Write(ref _applied, at.ToUnixTimeMilliseconds() / 1000.0);
+        }
+    }
 
     /// <summary>A status code as a label value, without allocating.</summary>
     internal static string Status(int status) => status is >= 0 and < 600 ? StatusText[status] : status.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -111,6 +111,9 @@ public sealed class BackendState
         set => _detached = value;
     }
 
+    /// <summary>When the backend left its pool (meaningful once <see cref="Detached"/>).</summary>
+    internal DateTimeOffset DetachedAt { get; set; }
+
     /// <summary>True until a start-up backend's first probe: passing it is not a recovery, so no slow start.</summary>
     internal bool SkipFirstRamp { get; set; }
 

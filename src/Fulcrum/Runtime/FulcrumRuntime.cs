@@ -15,7 +15,7 @@ namespace Fulcrum.Runtime;
 /// </summary>
 public sealed class FulcrumRuntime : IDisposable
 {
-    private readonly RuntimeSnapshot _current;
+    private RuntimeSnapshot _current;
     private readonly IHealthProbe _probe;
     private readonly bool _ownsProbe;
 
@@ -95,7 +95,7 @@ public sealed class FulcrumRuntime : IDisposable
 
     public TimeProvider Time { get; }
 
-    public RuntimeSnapshot Current => _current;
+    public RuntimeSnapshot Current => Volatile.Read(ref _current);
 
     /// <summary>The one writer of backend health.</summary>
     public HealthAuthority Health { get; }
@@ -183,6 +183,223 @@ public sealed class FulcrumRuntime : IDisposable
         return true;
     }
 
+    private readonly object _reloadLock = new();
+    private readonly List<HttpMessageInvoker> _retired = [];
+
+    /// <summary>How long a replaced upstream handler is kept for the requests and tunnels still using it.</summary>
+    internal static readonly TimeSpan RetireAfter = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Applies a validated configuration in place, and publishes it as one new snapshot. Pools and
+    /// backends are matched by name and by pool plus address: a kept pool keeps its state object,
+    /// its upstream connections and its backends; a kept backend (even with a new weight) keeps its
+    /// health, counters, history and override; a new one starts pending and is probed at once; a
+    /// removed one leaves its pool and its requests and tunnels in flight finish. Backends the admin
+    /// API added, removed or overrode stay so unless the new file changes that same backend.
+    /// Requests in flight keep the snapshot they started with.
+    /// </summary>
+    internal ReloadChanges Apply(FulcrumConfig next)
+    {
+        lock (_reloadLock)
+        {
+            var current = Current;
+            var changes = new ReloadChanges();
+            var pools = new Dictionary<string, PoolState>(StringComparer.Ordinal);
+            var toProbe = new List<(PoolState Pool, BackendState Backend)>();
+            var oldPools = current.Config.Pools.ToDictionary(p => p.Name, StringComparer.Ordinal);
+            foreach (var config in next.Pools)
+            {
+                if (current.Pools.TryGetValue(config.Name, out var pool))
+                {
+                    var old = pool.Config;
+                    var oldFile = oldPools.GetValueOrDefault(config.Name) ?? old;
+                    if (pool.Reconfigure(config) is { } replaced)
+                    {
+                        Retire(replaced);
+                    }
+                    if (!old.Equals(config))
+                    {
+                        changes.PoolsChanged.Add(config.Name);
+                    }
+                    ApplyBackends(pool, oldFile, config, changes, toProbe);
+                    var wasActive = old.Health.Active is not null;
+                    var isActive = config.Health.Active is not null;
+                    if (wasActive && !isActive)
+                    {
+                        foreach (var b in pool.Backends)
+                        {
+                            Prober.Stop(b);
+                            Health.Reevaluate(pool, b);
+                        }
+                    }
+                    else if (isActive && !wasActive)
+                    {
+                        foreach (var b in pool.Backends)
+                        {
+                            toProbe.Add((pool, b));
+                        }
+                    }
+                }
+                else
+                {
+                    pool = new PoolState(config, UpstreamHandlerFactory.CreateInvoker(config.Limits.MaxConnections), Time);
+                    foreach (var b in pool.Backends)
+                    {
+                        Health.Attach(pool, b, null, rampUp: true);
+                        toProbe.Add((pool, b));
+                    }
+                    changes.PoolsAdded.Add(config.Name);
+                }
+                pools[config.Name] = pool;
+            }
+            foreach (var (name, pool) in current.Pools)
+            {
+                if (pools.ContainsKey(name))
+                {
+                    continue;
+                }
+                changes.PoolsRemoved.Add(name);
+                foreach (var b in pool.Backends)
+                {
+                    Prober.Stop(b);
+                    Health.Remove(pool, b);
+                }
+                Retire(pool.Invoker);
+                lock (_stateLock)
+                {
+                    foreach (var key in _added.Keys.Where(k => k.Pool == name).ToList())
+                    {
+                        _added.Remove(key);
+                    }
+                    foreach (var key in _removed.Keys.Where(k => k.Pool == name).ToList())
+                    {
+                        _removed.Remove(key);
+                    }
+                }
+            }
+            changes.RoutesChanged = !current.Config.Routes.Equals(next.Routes);
+            var frozen = pools.ToFrozenDictionary(StringComparer.Ordinal);
+            Volatile.Write(ref _current, new RuntimeSnapshot(next, RouteTable.Build(next, frozen), frozen));
+            foreach (var (pool, backend) in toProbe)
+            {
+                _ = Prober.Start(pool, backend);
+            }
+            SaveState();
+            return changes;
+        }
+    }
+
+    /// <summary>
+    /// Matches a kept pool's backends against the new file: kept ones updated in place, new ones
+    /// created, removed ones detached. <paramref name="oldFile"/> is the pool as the previous file
+    /// had it, to tell "the file changed this backend" from "the admin API did".
+    /// </summary>
+    private void ApplyBackends(PoolState pool, PoolConfig oldFile, PoolConfig config, ReloadChanges changes, List<(PoolState, BackendState)> toProbe)
+    {
+        var existing = new Dictionary<string, BackendState>(StringComparer.Ordinal);
+        foreach (var b in pool.Backends)
+        {
+            existing[Key(b.Address)] = b;
+        }
+        var before = oldFile.Backends.ToDictionary(b => Key(b.Address), StringComparer.Ordinal);
+        var result = new List<BackendState>(config.Backends.Count);
+        var added = new List<BackendState>();
+        var clearOverrides = new List<BackendState>();
+        lock (_stateLock)
+        {
+            foreach (var backendConfig in config.Backends)
+            {
+                var key = Key(backendConfig.Address);
+                var fileChanged = !before.TryGetValue(key, out var previous) || !previous.Equals(backendConfig);
+                if (existing.Remove(key, out var kept))
+                {
+                    if (!kept.Config.Equals(backendConfig))
+                    {
+                        kept.UpdateConfig(backendConfig);
+                        changes.BackendsUpdated.Add($"{pool.Name}/{backendConfig.Address}");
+                    }
+                    // The file now says what this backend is; an override the API set on the
+                    // entry the file just changed gives way to the file.
+                    if (previous is not null && fileChanged && kept.Health.Override is not null)
+                    {
+                        clearOverrides.Add(kept);
+                    }
+                    _added.Remove((pool.Name, key));
+                    result.Add(kept);
+                }
+                else if (_removed.ContainsKey((pool.Name, key)) && !fileChanged)
+                {
+                    // Removed through the API, and the file did not change it: it stays removed.
+                }
+                else
+                {
+                    _removed.Remove((pool.Name, key));
+                    var fresh = new BackendState(pool.Name, backendConfig, Time, config.SlowStart);
+                    result.Add(fresh);
+                    added.Add(fresh);
+                    changes.BackendsAdded.Add($"{pool.Name}/{backendConfig.Address}");
+                }
+            }
+        }
+        var removed = new List<BackendState>();
+        foreach (var b in pool.Backends)
+        {
+            if (!existing.ContainsKey(Key(b.Address)))
+            {
+                continue; // kept above
+            }
+            bool apiAdded;
+            lock (_stateLock)
+            {
+                apiAdded = _added.ContainsKey((pool.Name, Key(b.Address)));
+            }
+            if (apiAdded)
+            {
+                result.Add(b); // registered through the API: not the file's to remove
+            }
+            else
+            {
+                removed.Add(b);
+                changes.BackendsRemoved.Add($"{pool.Name}/{b.Address}");
+            }
+        }
+        Health.ReplaceBackends(pool, [.. result]);
+        foreach (var b in added)
+        {
+            Health.Attach(pool, b, null, rampUp: true);
+            toProbe.Add((pool, b));
+        }
+        foreach (var b in removed)
+        {
+            Prober.Stop(b);
+            Health.Remove(pool, b);
+        }
+        foreach (var b in clearOverrides)
+        {
+            Health.ClearOverride(pool, b);
+        }
+    }
+
+    /// <summary>Disposes a replaced upstream handler once the requests and tunnels using it have had time to end.</summary>
+    private void Retire(HttpMessageInvoker invoker)
+    {
+        lock (_retired)
+        {
+            _retired.Add(invoker);
+        }
+        _ = Task.Delay(RetireAfter, Time).ContinueWith(_ =>
+        {
+            lock (_retired)
+            {
+                if (!_retired.Remove(invoker))
+                {
+                    return; // disposed with the runtime
+                }
+            }
+            invoker.Dispose();
+        }, TaskScheduler.Default);
+    }
+
     /// <summary>Writes the state file: every override in force and the API's additions and removals, atomically.</summary>
     public void SaveState()
     {
@@ -226,6 +443,14 @@ public sealed class FulcrumRuntime : IDisposable
         foreach (var pool in Current.Pools.Values)
         {
             pool.Dispose();
+        }
+        lock (_retired)
+        {
+            foreach (var invoker in _retired)
+            {
+                invoker.Dispose();
+            }
+            _retired.Clear();
         }
     }
 }

@@ -14,30 +14,63 @@ public sealed class PoolState : IDisposable
     private BackendState[] _available = [];
     private int _tieBreak;
 
+    private PoolConfig _config;
+    private IBalancingPolicy _policy;
+    private HttpMessageInvoker _invoker;
+    private bool _hasLimits;
+
     internal PoolState(PoolConfig config, HttpMessageInvoker invoker, TimeProvider? time = null)
     {
-        Config = config;
-        Invoker = invoker;
+        _config = config;
+        _invoker = invoker;
         Time = time ?? TimeProvider.System;
-        Policy = BalancingPolicies.Get(config.Balancing);
+        _policy = BalancingPolicies.Get(config.Balancing);
         _backends = [.. config.Backends.Select(b => new BackendState(config.Name, b, Time, config.SlowStart))];
-        HasLimits = config.Limits.Any || config.Backends.Any(b => b.MaxRequests > 0);
-        if (HasLimits)
-        {
-            foreach (var b in _backends)
-            {
-                b.RoomFreed = SignalRoom;
-            }
-        }
+        UpdateLimits();
     }
 
     public string Name => Config.Name;
 
-    public PoolConfig Config { get; }
+    /// <summary>The pool's configuration now; a reload may replace it (the name never changes).</summary>
+    public PoolConfig Config => Volatile.Read(ref _config);
 
-    public IBalancingPolicy Policy { get; }
+    public IBalancingPolicy Policy => Volatile.Read(ref _policy);
 
-    public HttpMessageInvoker Invoker { get; }
+    public HttpMessageInvoker Invoker => Volatile.Read(ref _invoker);
+
+    /// <summary>
+    /// Takes a reloaded configuration for this pool. The backends, their health and counters, and
+    /// the upstream connections stay; the balancing policy is replaced only when it changed (so a
+    /// round robin keeps its turn), and the upstream handler only when its connection limit did.
+    /// Returns the handler replaced, for the caller to dispose once requests have let go of it.
+    /// </summary>
+    internal HttpMessageInvoker? Reconfigure(PoolConfig config)
+    {
+        var old = Config;
+        Volatile.Write(ref _config, config);
+        if (!string.Equals(old.Balancing, config.Balancing, StringComparison.Ordinal))
+        {
+            Volatile.Write(ref _policy, BalancingPolicies.Get(config.Balancing));
+        }
+        UpdateLimits();
+        if (old.Limits.MaxConnections != config.Limits.MaxConnections)
+        {
+            return Interlocked.Exchange(ref _invoker, Forwarding.UpstreamHandlerFactory.CreateInvoker(config.Limits.MaxConnections));
+        }
+        return null;
+    }
+
+    /// <summary>Turns the wake-up of queued requests on for every backend when requests in flight are limited.</summary>
+    private void UpdateLimits()
+    {
+        var config = Config;
+        var backends = Volatile.Read(ref _backends);
+        _hasLimits = config.Limits.Any || backends.Any(b => b.MaxRequests(config.Limits) > 0);
+        foreach (var b in backends)
+        {
+            b.RoomFreed = _hasLimits ? SignalRoom : null;
+        }
+    }
 
     internal TimeProvider Time { get; }
 
@@ -74,7 +107,7 @@ public sealed class PoolState : IDisposable
     private long _saturated;
 
     /// <summary>True when requests in flight are limited, per pool or per backend.</summary>
-    internal bool HasLimits { get; }
+    internal bool HasLimits => Volatile.Read(ref _hasLimits);
 
     /// <summary>Requests waiting for a backend with room (bounded by <c>limits.max_pending</c>).</summary>
     public int Pending => Volatile.Read(ref _pending);
@@ -173,11 +206,8 @@ public sealed class PoolState : IDisposable
     /// <summary>Adds a backend (caller holds <see cref="HealthLock"/>).</summary>
     internal void AddBackend(BackendState backend)
     {
-        if (HasLimits)
-        {
-            backend.RoomFreed = SignalRoom;
-        }
         Volatile.Write(ref _backends, [.. _backends, backend]);
+        UpdateLimits();
     }
 
     /// <summary>Removes a backend (caller holds <see cref="HealthLock"/>).</summary>
@@ -214,6 +244,13 @@ public sealed class PoolState : IDisposable
         }
         FailingOpen = failOpen;
         Volatile.Write(ref _available, [.. healthy]);
+    }
+
+    /// <summary>Backends of a reload, in the file's order (caller holds <see cref="HealthLock"/>).</summary>
+    internal void ReplaceBackends(BackendState[] backends)
+    {
+        Volatile.Write(ref _backends, backends);
+        UpdateLimits();
     }
 
     public void Dispose() => Invoker.Dispose();

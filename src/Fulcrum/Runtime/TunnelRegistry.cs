@@ -87,8 +87,10 @@ internal sealed class TunnelRegistry : IDisposable
             }
             else if (tunnel.Pool.Config.DrainTimeout is { } drain)
             {
-                var health = tunnel.Backend.Health;
-                if ((tunnel.Backend.Detached || health.Status is HealthStatus.Draining or HealthStatus.Disabled) && utcNow - health.Since >= drain)
+                var backend = tunnel.Backend;
+                var health = backend.Health;
+                if (backend.Detached ? utcNow - backend.DetachedAt >= drain
+                    : health.Status is HealthStatus.Draining or HealthStatus.Disabled && utcNow - health.Since >= drain)
                 {
                     tunnel.Close(TunnelCloseReasons.Drained);
                 }

@@ -1,0 +1,116 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+
+namespace Fulcrum.Hosting;
+
+/// <summary>
+/// Watches the configuration file and reloads when its content changes, debounced. It watches the
+/// file's folder rather than the file, so every way of replacing a file is seen: written in
+/// place, renamed over (editors, <c>mv</c>), or a Kubernetes ConfigMap's symlink swap. Any event
+/// only schedules a look; the reload runs when the content's hash differs from the last one seen.
+/// </summary>
+internal sealed partial class ConfigWatcher : IDisposable
+{
+    /// <summary>Quiet time after the last event before the file is read: an editor's save is several events.</summary>
+    internal static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(300);
+
+    private readonly string _path;
+    private readonly Func<Task<ReloadResult>> _reload;
+    private readonly ILogger _log;
+    private readonly FileSystemWatcher? _watcher;
+    private readonly Timer _timer;
+    private readonly object _lock = new();
+    private byte[]? _lastHash;
+    private bool _disposed;
+
+    public ConfigWatcher(string path, Func<Task<ReloadResult>> reload, ILogger log)
+    {
+        _path = Path.GetFullPath(path);
+        _reload = reload;
+        _log = log;
+        _lastHash = Hash();
+        _timer = new Timer(_ => _ = CheckAsync(), null, Timeout.Infinite, Timeout.Infinite);
+        try
+        {
+            _watcher = new FileSystemWatcher(Path.GetDirectoryName(_path)!)
+            {
+                NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.CreationTime,
+                IncludeSubdirectories = false,
+            };
+            _watcher.Changed += OnEvent;
+            _watcher.Created += OnEvent;
+            _watcher.Renamed += OnEvent;
+            _watcher.Deleted += OnEvent;
+            _watcher.Error += (_, e) => LogWatchError(e.GetException().Message);
+            _watcher.EnableRaisingEvents = true;
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+        {
+            // No inotify left, say: reloads still work through SIGHUP and the admin API.
+            LogWatchError(e.Message);
+            _watcher?.Dispose();
+            _watcher = null;
+        }
+    }
+
+    private void OnEvent(object sender, FileSystemEventArgs e)
+    {
+        lock (_lock)
+        {
+            if (!_disposed)
+            {
+                _timer.Change(Debounce, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    private async Task CheckAsync()
+    {
+        var hash = Hash();
+        if (hash is null)
+        {
+            return; // gone for the moment (a rename in progress): the next event looks again
+        }
+        lock (_lock)
+        {
+            if (_disposed || (_lastHash is not null && hash.AsSpan().SequenceEqual(_lastHash)))
+            {
+                return;
+            }
+            _lastHash = hash;
+        }
+        try
+        {
+            await _reload().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            LogWatchError(e.Message);
+        }
+    }
+
+    private byte[]? Hash()
+    {
+        try
+        {
+            return SHA256.HashData(File.ReadAllBytes(_path));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "watching the configuration file failed ({Error}); reload with SIGHUP or `fulcrum reload`")]
+    private partial void LogWatchError(string error);
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+        }
+        _watcher?.Dispose();
+        _timer.Dispose();
+    }
+}
