@@ -77,6 +77,16 @@ internal sealed class HttpForwarder
         record.TimeToFirstByteMs = record.ElapsedMs;
         record.BytesIn += content?.BytesSent ?? 0;
         var status = (int)response.StatusCode;
+        if (status == StatusCodes.Status101SwitchingProtocols && !options.Upgrade.Any)
+        {
+            // Switching protocols on a request that asked for no switch (an h2c upgrade Fulcrum
+            // stripped, say): relaying it would tell the client, or a proxy before it, that the
+            // connection now carries another protocol while Fulcrum still frames it as HTTP.
+            response.Dispose();
+            request.Dispose();
+            timer.Dispose();
+            return new ForwardResult(FulcrumError.UpstreamProtocolError, "the backend answered 101 Switching Protocols to a request that asked for no upgrade", status, content?.Started ?? false, false);
+        }
         if (options.Upgrade.Any)
         {
             var upgraded = await UpgradeAsync(context, route, backend, record, options.Upgrade, request, response, timer).ConfigureAwait(false);
@@ -222,6 +232,20 @@ internal sealed class HttpForwarder
             return new ForwardResult(FulcrumError.UpstreamProtocolError, "the backend switched protocols with a wrong or missing Sec-WebSocket-Accept", status, false, false);
         }
 
+        // The protocol switched to must be one the client offered (never h2c, which Fulcrum
+        // removed from the offer); whether it is a WebSocket follows from it, not from the offer.
+        var webSocket = extended;
+        if (!extended)
+        {
+            var chosen = response.Headers.NonValidated.TryGetValues("Upgrade", out var chosenValues) ? chosenValues.ToString().Trim() : "";
+            if (!upgrade.Offers(chosen))
+            {
+                Dispose(request, response, timer);
+                return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend switched to '{chosen}', which the client did not offer ({upgrade.Protocols})", status, false, false);
+            }
+            webSocket = string.Equals(chosen, "websocket", StringComparison.OrdinalIgnoreCase);
+        }
+
         var outgoing = context.Response;
         var badHeader = HeaderRules.CopyResponseHeaders(response.Headers, outgoing.Headers, HeaderRules.ConnectionOf(response), dropContentLength: true);
         if (badHeader is not null)
@@ -270,14 +294,19 @@ internal sealed class HttpForwarder
         timer.Dispose();
         record.Tunnelled = true;
         var timeouts = route.Timeouts;
-        var tunnel = new Tunnel(backend, route.Pool, client, upstream, upgrade.WebSocket, timeouts.TunnelIdle, timeouts.TunnelMax, _time, context.Abort);
+        var tunnel = new Tunnel(backend, route.Pool, client, upstream, webSocket, timeouts.TunnelIdle, timeouts.TunnelMax, _time, context.Abort);
         _tunnels.Add(tunnel);
+        // An open tunnel stays in flight on its backend (that is what spreads long-lived sockets)
+        // but is not a request the retry budget is a share of: thousands of idle sockets would
+        // otherwise allow thousands of concurrent retries. The pipeline's own leave balances this.
+        route.Pool.LeaveRequest();
         try
         {
             record.TunnelClosedBy = await tunnel.RunAsync().ConfigureAwait(false);
         }
         finally
         {
+            route.Pool.EnterRequest();
             _tunnels.Remove(tunnel);
             record.BytesIn += tunnel.BytesFromClient;
             record.BytesOut += tunnel.BytesToClient;

@@ -28,6 +28,9 @@ internal sealed class Tunnel
 {
     private const int BufferSize = 16 * 1024;
 
+    /// <summary>What an idle backend-side read waits in (SocketsHttpHandler buffers 4 KiB of its own below it).</summary>
+    private const int SmallBufferSize = 256;
+
     /// <summary>How long the peers get to answer a close frame and hang up.</summary>
     private static readonly TimeSpan CloseGrace = TimeSpan.FromSeconds(1);
 
@@ -58,8 +61,10 @@ internal sealed class Tunnel
         _abortClient = abortClient;
         Started = time.GetTimestamp();
         _lastActivity = Started;
-        _toBackend = new Direction(webSocket ? new WebSocketFrameTracker() : null, masked: true);
-        _toClient = new Direction(webSocket ? new WebSocketFrameTracker() : null, masked: false);
+        _toBackend = new Direction(webSocket ? new WebSocketFrameTracker() : null, masked: true, zeroByteReads: true);
+        // SocketsHttpHandler's stream of a switched connection answers a zero-byte read with 0 at
+        // once instead of waiting for data, so that side waits with a small buffer of its own.
+        _toClient = new Direction(webSocket ? new WebSocketFrameTracker() : null, masked: false, zeroByteReads: false);
     }
 
     public BackendState Backend { get; }
@@ -101,13 +106,16 @@ internal sealed class Tunnel
                 await Task.WhenAll(
                     GoodbyeAsync(_upstream, _toBackend),
                     GoodbyeAsync(_client, _toClient)).ConfigureAwait(false);
+                // Give the peers a moment to answer the close and hang up.
+                await Task.WhenAny(both, Task.Delay(CloseGrace, _time)).ConfigureAwait(false);
             }
-            await Task.WhenAny(both, Task.Delay(CloseGrace, _time)).ConfigureAwait(false);
         }
-        else if (!WebSocket)
+        else if (!WebSocket || _toBackend.Frames!.CloseSeen || _toClient.Frames!.CloseSeen)
         {
-            // One side hung up. A WebSocket is over then; another protocol may still be sending
-            // the other way, so that direction gets a moment to finish.
+            // One side hung up. Another protocol may still be sending the other way, and so may a
+            // WebSocket in its close handshake (its closing side may hang up right after its close
+            // frame, before the answer): that direction gets a moment to finish. A WebSocket cut
+            // without a close is over at once.
             await Task.WhenAny(both, _closeRequested.Task, Task.Delay(HalfCloseGrace, _time)).ConfigureAwait(false);
         }
 
@@ -134,13 +142,24 @@ internal sealed class Tunnel
         {
             while (true)
             {
-                if (!full)
+                Memory<byte> into;
+                if (full)
+                {
+                    into = buffer!;
+                }
+                else if (direction.ZeroByteReads)
                 {
                     // Wait for data without a buffer: ten thousand idle tunnels hold none.
                     await source.ReadAsync(Memory<byte>.Empty, _stopReading.Token).ConfigureAwait(false);
+                    buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+                    into = buffer;
                 }
-                buffer ??= ArrayPool<byte>.Shared.Rent(BufferSize);
-                var read = await source.ReadAsync(buffer, _stopReading.Token).ConfigureAwait(false);
+                else
+                {
+                    // Wait with the direction's own small buffer; a big one only once that fills.
+                    into = direction.Small;
+                }
+                var read = await source.ReadAsync(into, _stopReading.Token).ConfigureAwait(false);
                 if (read == 0)
                 {
                     return;
@@ -150,20 +169,23 @@ internal sealed class Tunnel
                 await direction.WriteLock.WaitAsync(_stopWriting.Token).ConfigureAwait(false);
                 try
                 {
-                    if (direction.Closed)
+                    if (!direction.Closed) // else Fulcrum has said goodbye this way: what follows is dropped
                     {
-                        continue; // Fulcrum has said goodbye this way: what follows is dropped
+                        direction.Frames?.Feed(into.Span[..read]);
+                        await destination.WriteAsync(into[..read], _stopWriting.Token).ConfigureAwait(false);
                     }
-                    direction.Frames?.Feed(buffer.AsSpan(0, read));
-                    await destination.WriteAsync(buffer.AsMemory(0, read), _stopWriting.Token).ConfigureAwait(false);
                 }
                 finally
                 {
                     direction.WriteLock.Release();
                 }
-                // A full read means more is likely waiting: keep the buffer and read again.
-                full = read == buffer.Length;
-                if (!full)
+                // A full read means more is likely waiting: read again at once, into a big buffer.
+                full = read == into.Length;
+                if (full)
+                {
+                    buffer ??= ArrayPool<byte>.Shared.Rent(BufferSize);
+                }
+                else if (buffer is not null)
                 {
                     ArrayPool<byte>.Shared.Return(buffer);
                     buffer = null;
@@ -217,10 +239,17 @@ internal sealed class Tunnel
     }
 
     /// <summary>One way through the tunnel: its frames, its write lock and its byte count.</summary>
-    private sealed class Direction(WebSocketFrameTracker? frames, bool masked)
+    private sealed class Direction(WebSocketFrameTracker? frames, bool masked, bool zeroByteReads)
     {
         public readonly SemaphoreSlim WriteLock = new(1, 1);
         public long Bytes;
+        private byte[]? _small;
+
+        /// <summary>Whether the source waits on a zero-byte read (Kestrel's streams do).</summary>
+        public bool ZeroByteReads { get; } = zeroByteReads;
+
+        /// <summary>The buffer an idle read waits in when the source cannot wait on a zero-byte read.</summary>
+        public byte[] Small => _small ??= new byte[SmallBufferSize];
 
         public WebSocketFrameTracker? Frames { get; } = frames;
 

@@ -24,6 +24,29 @@ internal readonly record struct UpgradeRequest(UpgradeKind Kind, string Protocol
     public bool Any => Kind != UpgradeKind.None;
 
     /// <summary>
+    /// The method routes and retry rules see: an HTTP/2 WebSocket is a GET, as its HTTP/1.1 twin
+    /// is, so both match the same routes.
+    /// </summary>
+    public string EffectiveMethod(string method) => Kind == UpgradeKind.ExtendedConnect ? HttpMethods.Get : method;
+
+    /// <summary>Whether the client offered <paramref name="protocol"/> (the token a backend's 101 chose).</summary>
+    public bool Offers(string protocol)
+    {
+        if (protocol.Length == 0)
+        {
+            return false;
+        }
+        foreach (var part in Protocols.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (string.Equals(part, protocol, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
     /// Reads the upgrade a request asks for. <c>h2c</c> is never honoured (an h2c upgrade through a
     /// proxy is a known way to smuggle requests past it): it is dropped from the list, and a request
     /// that asked only for it is forwarded as a plain request. Null <paramref name="refusal"/> unless
@@ -39,6 +62,12 @@ internal readonly record struct UpgradeRequest(UpgradeKind Kind, string Protocol
                 return new UpgradeRequest(UpgradeKind.ExtendedConnect, "websocket", true);
             }
             refusal = $"extended CONNECT for protocol '{connect.Protocol}' is not supported; only websocket is";
+            return default;
+        }
+        if (HttpMethods.IsConnect(context.Request.Method))
+        {
+            // A forward proxy's tunnel to anywhere: not something a reverse proxy passes on.
+            refusal = "CONNECT tunnels are not supported (Fulcrum is a reverse proxy); only WebSockets over HTTP/2 extended CONNECT are";
             return default;
         }
         if (context.Features.Get<IHttpUpgradeFeature>() is not { IsUpgradableRequest: true })

@@ -311,8 +311,6 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         // Tunnels get the drain timeout too, then a close of their own (1001 to both sides of a
         // WebSocket) and a moment for it, before Kestrel cuts whatever is left.
         _watcher?.Dispose();
-        using var timeout = new CancellationTokenSource(drainTimeout + (Runtime.Tunnels.Count > 0 ? TunnelCloseGrace : TimeSpan.Zero));
-        var tunnels = CloseTunnelsAfterAsync(drainTimeout);
         // Kestrel closes the listeners at once, lets requests in flight finish (closing each
         // keep-alive connection after its current request), and aborts what is left when the
         // token fires. The admin listener stays up until the proxy has drained, so /readyz can
@@ -322,9 +320,20 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         {
             hosts = [.. _listeners.Values, .. _leaving];
         }
-        await Task.WhenAll(hosts.Select(h => h.StopAsync(timeout.Token))).ConfigureAwait(false);
-        Runtime.Tunnels.CloseAll(Forwarding.TunnelCloseReasons.Shutdown);
-        await tunnels.ConfigureAwait(false);
+        using var cut = new CancellationTokenSource();
+        var stopping = Task.WhenAll(hosts.Select(h => h.StopAsync(cut.Token)));
+        if (await Task.WhenAny(stopping, Task.Delay(drainTimeout)).ConfigureAwait(false) != stopping)
+        {
+            // Tunnels do not end by themselves: past the drain timeout they are closed (1001 to
+            // both sides of a WebSocket) and get a moment for it before Kestrel cuts the rest.
+            if (Runtime.Tunnels.Count > 0)
+            {
+                Runtime.Tunnels.CloseAll(Forwarding.TunnelCloseReasons.Shutdown);
+                await Runtime.Tunnels.WaitEmptyAsync(TunnelCloseGrace).ConfigureAwait(false);
+            }
+            await cut.CancelAsync().ConfigureAwait(false);
+        }
+        await stopping.ConfigureAwait(false);
         if (_admin is not null)
         {
             using var quick = new CancellationTokenSource(TimeSpan.FromSeconds(1));
@@ -332,16 +341,8 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         }
     }
 
-    /// <summary>How long tunnels closed at shutdown get to say goodbye before Kestrel cuts them.</summary>
-    private static readonly TimeSpan TunnelCloseGrace = TimeSpan.FromSeconds(3);
-
-    private async Task CloseTunnelsAfterAsync(TimeSpan drainTimeout)
-    {
-        if (!await Runtime.Tunnels.WaitEmptyAsync(drainTimeout).ConfigureAwait(false))
-        {
-            Runtime.Tunnels.CloseAll(Forwarding.TunnelCloseReasons.Shutdown);
-        }
-    }
+    /// <summary>How long tunnels closed at shutdown get to say goodbye before Kestrel cuts them (a close takes up to about 4 s).</summary>
+    private static readonly TimeSpan TunnelCloseGrace = TimeSpan.FromSeconds(5);
 
     public async ValueTask DisposeAsync()
     {

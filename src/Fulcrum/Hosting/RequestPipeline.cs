@@ -95,7 +95,8 @@ internal sealed partial class RequestPipeline
 
         // Read the snapshot once: a reload during this request does not change what it sees.
         var snapshot = _runtime.Current;
-        var route = snapshot.Routes.Match(request.Host.Host, request.Path.Value ?? "/", request.Method, request.Headers);
+        var method = upgrade.EffectiveMethod(request.Method);
+        var route = snapshot.Routes.Match(request.Host.Host, request.Path.Value ?? "/", method, request.Headers);
         if (route is null)
         {
             record.Error = FulcrumError.NoRoute;
@@ -123,7 +124,7 @@ internal sealed partial class RequestPipeline
         }
 
         var retry = route.Retry;
-        var mayReplay = retry.Attempts > 0 && IsReplaySafe(request, retry);
+        var mayReplay = retry.Attempts > 0 && IsReplaySafe(method, request, retry);
         using var replay = mayReplay && HasBody(context) ? new RequestBodyBuffer(retry.MaxBody) : null;
         var candidates = available;
         var retries = 0;
@@ -363,8 +364,8 @@ internal sealed partial class RequestPipeline
     /// Whether a request the backend may have received can be sent again: its method is
     /// idempotent (RFC 9110 §9.2.2), or the client marked it with the idempotency header.
     /// </summary>
-    private static bool IsReplaySafe(HttpRequest request, ResolvedRetry retry) =>
-        IdempotentMethods.Contains(request.Method) || request.Headers.ContainsKey(retry.IdempotencyHeader);
+    private static bool IsReplaySafe(string method, HttpRequest request, ResolvedRetry retry) =>
+        IdempotentMethods.Contains(method) || request.Headers.ContainsKey(retry.IdempotencyHeader);
 
     private static bool HasBody(HttpContext context) =>
         context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? context.Request.ContentLength > 0;

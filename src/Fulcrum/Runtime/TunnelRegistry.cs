@@ -52,16 +52,17 @@ internal sealed class TunnelRegistry : IDisposable
     /// <summary>Completes when no tunnel is open, or when <paramref name="timeout"/> passes; true when none is.</summary>
     public async Task<bool> WaitEmptyAsync(TimeSpan timeout)
     {
-        // Polled: this runs once, at shutdown, and must not race tunnels opening and closing.
-        var started = _time.GetTimestamp();
+        // Polled, on the real clock: this runs once, at shutdown, and must not race tunnels
+        // opening and closing, nor wait on a test's manual clock.
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         while (!_open.IsEmpty)
         {
-            var left = timeout - _time.GetElapsedTime(started);
+            var left = timeout - System.Diagnostics.Stopwatch.GetElapsedTime(started);
             if (left <= TimeSpan.Zero)
             {
                 return false;
             }
-            await Task.Delay(left < TimeSpan.FromMilliseconds(50) ? left : TimeSpan.FromMilliseconds(50), _time).ConfigureAwait(false);
+            await Task.Delay(left < TimeSpan.FromMilliseconds(50) ? left : TimeSpan.FromMilliseconds(50)).ConfigureAwait(false);
         }
         return true;
     }
@@ -101,11 +102,20 @@ internal sealed class TunnelRegistry : IDisposable
     private async Task WatchAsync()
     {
         using var timer = new PeriodicTimer(WatchInterval, _time);
+        var stop = _stop.Token;
         try
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
             {
-                Sweep();
+                try
+                {
+                    Sweep();
+                }
+                catch (Exception e)
+                {
+                    // The watch must outlive any one bad sweep, or no tunnel limit holds again.
+                    Console.Error.WriteLine($"fulcrum: the tunnel watch failed a sweep: {e}");
+                }
             }
         }
         catch (OperationCanceledException)

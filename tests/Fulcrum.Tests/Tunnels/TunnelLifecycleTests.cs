@@ -132,6 +132,32 @@ public sealed class TunnelLifecycleTests
     }
 
     [Fact]
+    public async Task Sockets_on_a_removed_backend_stay_until_drain_timeout_counted_from_the_removal()
+    {
+        var echo = new WebSocketEcho();
+        await using var a = await TestBackend.StartAsync("a", echo.Handler("a"));
+        await using var b = await TestBackend.StartAsync("b");
+        await using var proxy = await TestProxy.StartAsync(
+            TestProxy.SinglePool("first", [$"{{ address: {a.Address}, name: a }}", $"{{ address: {b.Address}, name: b }}"], poolExtra: "    drain_timeout: 2s"), admin: Admin);
+        using var admin = proxy.AdminClient();
+        // The backend has been healthy a while before it is removed: the clock starts at removal.
+        await Task.Delay(2500);
+        using var socket = await WebSocketClient.ConnectAsync(proxy.BaseUri);
+        using (var removed = await admin.DeleteAsync("/api/v1/pools/main/backends/a?timeout=100ms"))
+        {
+            Assert.True(removed.IsSuccessStatusCode);
+        }
+        var removedAt = Environment.TickCount64;
+        Assert.Equal("a", await WebSocketClient.EchoAsync(socket, "who"));
+        await Task.Delay(800);
+        Assert.Equal("a", await WebSocketClient.EchoAsync(socket, "who"));
+        var (type, _) = await WebSocketClient.ReceiveAsync(socket, 10_000);
+        Assert.Equal(WebSocketMessageType.Close, type);
+        Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, socket.CloseStatus);
+        Assert.InRange(Environment.TickCount64 - removedAt, 1800, 4500);
+    }
+
+    [Fact]
     public async Task Shutdown_lets_sockets_run_until_its_drain_timeout_then_closes_them_with_going_away()
     {
         var echo = new WebSocketEcho();

@@ -69,8 +69,7 @@ public sealed class WebSocketTests
         Assert.Equal(WebSocketCloseStatus.NormalClosure, socket.CloseStatus);
         Assert.Equal("server says bye", socket.CloseStatusDescription);
         await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
-        await Eventually(() => proxy.Server.Runtime.Tunnels.Count == 0);
-        var line = proxy.Log.Lines().Last();
+        var line = await proxy.Log.WaitForAsync(l => l.TryGetProperty("tunnel", out _));
         Assert.Equal(http2 ? 200 : 101, line.GetProperty("status").GetInt32());
     }
 
@@ -223,6 +222,7 @@ public sealed class WebSocketTests
     {
         var backend = await TestBackend.StartAsync("quiet", async context =>
         {
+            context.Response.Headers.Upgrade = "quiet/1";
             await using var stream = await context.Features.Get<IHttpUpgradeFeature>()!.UpgradeAsync();
             var buffer = new byte[64];
             while (await stream.ReadAsync(buffer) > 0)
@@ -277,6 +277,94 @@ public sealed class WebSocketTests
         var e = await Assert.ThrowsAsync<WebSocketException>(() => socket.ConnectAsync(new Uri($"ws://{proxy.BaseUri.Authority}/ws"), CancellationToken.None));
         Assert.Contains("403", e.Message, StringComparison.Ordinal);
         Assert.Equal(0, proxy.Server.Runtime.Tunnels.Count);
+    }
+
+    /// <summary>A backend that answers every request head with <paramref name="answer"/> and then holds the connection.</summary>
+    private static (TcpListener Listener, Task Loop) RawBackend(string answer)
+    {
+        var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var loop = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var client = await listener.AcceptTcpClientAsync();
+                    _ = Task.Run(async () =>
+                    {
+                        using (client)
+                        {
+                            var stream = client.GetStream();
+                            await ReadUntilAsync(stream, "\r\n\r\n");
+                            await stream.WriteAsync(Encoding.ASCII.GetBytes(answer));
+                            await Task.Delay(3000);
+                        }
+                    });
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+            }
+        });
+        return (listener, loop);
+    }
+
+    [Theory]
+    [InlineData("GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", "h2c")]
+    [InlineData("GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", "something-else")]
+    public async Task A_backend_switching_to_a_protocol_the_client_did_not_offer_gets_502(string request, string switchedTo)
+    {
+        var (listener, loop) = RawBackend($"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {switchedTo}\r\n\r\nRAW BYTES");
+        try
+        {
+            await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [$"127.0.0.1:{((System.Net.IPEndPoint)listener.LocalEndpoint).Port}"]));
+            var answer = await RawHttp.SendAsync(proxy.EndPoint, request, idleMs: 500);
+            Assert.Equal(502, answer.Status);
+            Assert.Equal("upstream_protocol_error", answer.Header("Fulcrum-Error"));
+            Assert.DoesNotContain("RAW BYTES", answer.Text, StringComparison.Ordinal);
+            Assert.Equal(0, proxy.Server.Runtime.Tunnels.Count);
+        }
+        finally
+        {
+            listener.Stop();
+            await loop;
+        }
+    }
+
+    [Fact]
+    public async Task A_plain_connect_is_refused_with_501()
+    {
+        var backend = await TestBackend.StartAsync("b");
+        await using var _b = backend;
+        await using var proxy = await TestProxy.StartAsync(Pool(backend));
+        var answer = await RawHttp.SendAsync(proxy.EndPoint, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n", idleMs: 500);
+        Assert.Equal(501, answer.Status);
+        Assert.Equal("unsupported_upgrade", answer.Header("Fulcrum-Error"));
+        Assert.Equal(0, backend.Count);
+    }
+
+    [Fact]
+    public async Task An_http2_websocket_is_routed_as_a_get()
+    {
+        var (backend, _) = await EchoBackendAsync();
+        await using var _b = backend;
+        await using var proxy = await TestProxy.StartAsync($"""
+            routes:
+              - name: sockets
+                match: {"{"} path_prefix: /ws, methods: [GET] {"}"}
+                pool: main
+            pools:
+              - name: main
+                backends: [{backend.Address}]
+            """, listenerProtocol: "h2c");
+        using var invoker = WebSocketClient.Http2Invoker();
+        using var socket = await WebSocketClient.ConnectAsync(proxy.BaseUri, http2: invoker);
+        Assert.Equal("routed", await WebSocketClient.EchoAsync(socket, "routed"));
+        Assert.Equal("GET", backend.Last.Method);
+        // An open tunnel is in flight on its backend, but not in the retry budget's base.
+        Assert.Equal(1, proxy.Server.Runtime.Pool("main").Backends[0].InFlight);
+        Assert.Equal(0, proxy.Server.Runtime.Pool("main").ActiveRequests);
     }
 
     private static async Task<string> ReadUntilAsync(NetworkStream stream, string marker)
