@@ -92,6 +92,51 @@ public class CliTests
     }
 
     [Fact]
+    public async Task Reload_BySighupAndByTheCli_RefusesABadFileWithItsPositionAndAppliesAGoodOne()
+    {
+        await using var b1 = await TestBackend.StartAsync("b1");
+        await using var b2 = await TestBackend.StartAsync("b2");
+        var port = Ports.Unused();
+        var adminPort = Ports.Unused();
+        string Yaml(TestBackend backend, string balancing = "round_robin") => $"""
+            listeners: [{"{"} name: web, address: 127.0.0.1:{port} {"}"}]
+            routes: [{"{"} name: r, pool: p {"}"}]
+            pools: [{"{"} name: p, balancing: {balancing}, backends: [{backend.Address}] {"}"}]
+            admin: {"{"} address: 127.0.0.1:{adminPort} {"}"}
+            shutdown: {"{"} delay: 0s {"}"}
+            """;
+        var path = WriteConfig(Yaml(b1));
+        using var process = FulcrumProcess.Start("run", "-c", path);
+        await process.WaitForStderrAsync($"listener 'web' on http://127.0.0.1:{port}");
+        using var client = new HttpClient();
+        Assert.Equal("b1", await client.GetStringAsync($"http://127.0.0.1:{port}/"));
+        var admin = $"http://127.0.0.1:{adminPort}";
+
+        await File.WriteAllTextAsync(path, Yaml(b2, "round_robbin"));
+        process.Signal(1); // SIGHUP
+        await process.WaitForStderrAsync("configuration reload (SIGHUP) refused");
+        Assert.Matches(@"\.yaml:3:\d+: .*round_robbin", process.Stderr);
+        Assert.Equal("b1", await client.GetStringAsync($"http://127.0.0.1:{port}/"));
+        var status = await FulcrumProcess.RunAsync("status", "--admin", admin);
+        Assert.Equal(0, status.ExitCode);
+        Assert.Contains("was REFUSED; the configuration above is still in force", status.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"\.yaml:3:\d+: .*round_robbin", status.Stdout);
+
+        var refused = await FulcrumProcess.RunAsync("reload", "--admin", admin);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("reload refused with 1 error(s); the running configuration stays", refused.Stderr, StringComparison.Ordinal);
+
+        await File.WriteAllTextAsync(path, Yaml(b2));
+        var reloaded = await FulcrumProcess.RunAsync("reload", "--admin", admin);
+        Assert.Equal(0, reloaded.ExitCode);
+        Assert.Matches(@"reloaded in [\d.]+ ms", reloaded.Stdout);
+        Assert.Equal("b2", await client.GetStringAsync($"http://127.0.0.1:{port}/"));
+
+        process.Signal(15);
+        Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task Run_PortInUse_ExitsWithAClearError()
     {
         using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);

@@ -53,6 +53,16 @@ public sealed class TestProxy : IAsyncDisposable
         return new TestProxy(server, log);
     }
 
+    /// <summary>Starts Fulcrum from a complete configuration file (it must have a listener named "web").</summary>
+    public static async Task<TestProxy> StartFileAsync(string path)
+    {
+        var loaded = ConfigLoader.LoadFile(path);
+        Assert.True(loaded.Success, string.Join("\n", loaded.Errors));
+        var log = new LogSink();
+        var server = await FulcrumServer.StartAsync(loaded.Config!, new FulcrumServerOptions { AccessLog = AccessLog.ToStream(log), LogLevel = LogLevel.Warning });
+        return new TestProxy(server, log);
+    }
+
     private static ConfigLoadResult LoadFile(string path, string yaml)
     {
         File.WriteAllText(path, yaml);
