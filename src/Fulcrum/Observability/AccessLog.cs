@@ -119,58 +119,82 @@ public sealed class AccessLog : IAsyncDisposable
         }
     }
 
+    // Property names encoded once: writing a string name transcodes and checks it on every line.
+    private static readonly JsonEncodedText N_time = JsonEncodedText.Encode("time");
+    private static readonly JsonEncodedText N_request_id = JsonEncodedText.Encode("request_id");
+    private static readonly JsonEncodedText N_trace_id = JsonEncodedText.Encode("trace_id");
+    private static readonly JsonEncodedText N_client = JsonEncodedText.Encode("client");
+    private static readonly JsonEncodedText N_method = JsonEncodedText.Encode("method");
+    private static readonly JsonEncodedText N_host = JsonEncodedText.Encode("host");
+    private static readonly JsonEncodedText N_path = JsonEncodedText.Encode("path");
+    private static readonly JsonEncodedText N_protocol = JsonEncodedText.Encode("protocol");
+    private static readonly JsonEncodedText N_status = JsonEncodedText.Encode("status");
+    private static readonly JsonEncodedText N_route = JsonEncodedText.Encode("route");
+    private static readonly JsonEncodedText N_pool = JsonEncodedText.Encode("pool");
+    private static readonly JsonEncodedText N_backend = JsonEncodedText.Encode("backend");
+    private static readonly JsonEncodedText N_error = JsonEncodedText.Encode("error");
+    private static readonly JsonEncodedText N_upstream_connect_ms = JsonEncodedText.Encode("upstream_connect_ms");
+    private static readonly JsonEncodedText N_ttfb_ms = JsonEncodedText.Encode("ttfb_ms");
+    private static readonly JsonEncodedText N_duration_ms = JsonEncodedText.Encode("duration_ms");
+    private static readonly JsonEncodedText N_bytes_in = JsonEncodedText.Encode("bytes_in");
+    private static readonly JsonEncodedText N_bytes_out = JsonEncodedText.Encode("bytes_out");
+    private static readonly JsonEncodedText N_tunnel = JsonEncodedText.Encode("tunnel");
+    private static readonly JsonEncodedText N_tunnel_closed_by = JsonEncodedText.Encode("tunnel_closed_by");
+    private static readonly JsonEncodedText N_attempts = JsonEncodedText.Encode("attempts");
+    private static readonly JsonEncodedText N_result = JsonEncodedText.Encode("result");
+
     internal static void WriteLine(Utf8JsonWriter json, HttpContext context, RequestRecord record)
     {
         var request = context.Request;
         json.WriteStartObject();
-        json.WriteString("time", record.StartTime);
-        json.WriteString("request_id", record.RequestId);
-        json.WriteString("trace_id", record.TraceId);
+        json.WriteString(N_time, record.StartTime);
+        json.WriteString(N_request_id, record.RequestId);
+        json.WriteString(N_trace_id, record.TraceId);
         Span<byte> client = stackalloc byte[64];
         if (context.Connection.RemoteIpAddress is { } ip && ip.TryFormat(client, out var written))
         {
-            json.WriteString("client", client[..written]);
+            json.WriteString(N_client, client[..written]);
         }
         else
         {
-            json.WriteNull("client");
+            json.WriteNull(N_client);
         }
-        json.WriteString("method", request.Method);
-        json.WriteString("host", request.Host.Value);
-        json.WriteString("path", request.Path.Value);
-        json.WriteString("protocol", request.Protocol);
-        json.WriteNumber("status", record.Status);
-        json.WriteString("route", record.Route);
-        json.WriteString("pool", record.Pool);
-        json.WriteString("backend", record.Backend);
-        json.WriteString("error", ErrorCodes.Code(record.Error));
-        WriteMs(json, "upstream_connect_ms", record.ConnectMs);
-        WriteMs(json, "ttfb_ms", record.TimeToFirstByteMs);
-        WriteMs(json, "duration_ms", record.ElapsedMs);
-        json.WriteNumber("bytes_in", record.BytesIn);
-        json.WriteNumber("bytes_out", record.BytesOut);
+        json.WriteString(N_method, request.Method);
+        json.WriteString(N_host, request.Host.Value);
+        json.WriteString(N_path, request.Path.Value);
+        json.WriteString(N_protocol, request.Protocol);
+        json.WriteNumber(N_status, record.Status);
+        json.WriteString(N_route, record.Route);
+        json.WriteString(N_pool, record.Pool);
+        json.WriteString(N_backend, record.Backend);
+        json.WriteString(N_error, ErrorCodes.Code(record.Error));
+        WriteMs(json, N_upstream_connect_ms, record.ConnectMs);
+        WriteMs(json, N_ttfb_ms, record.TimeToFirstByteMs);
+        WriteMs(json, N_duration_ms, record.ElapsedMs);
+        json.WriteNumber(N_bytes_in, record.BytesIn);
+        json.WriteNumber(N_bytes_out, record.BytesOut);
         if (record.Tunnelled)
         {
             // The line is written when the tunnel ends: duration is its life, bytes are both ways.
-            json.WriteBoolean("tunnel", true);
+            json.WriteBoolean(N_tunnel, true);
             if (record.TunnelClosedBy is { } by)
             {
-                json.WriteString("tunnel_closed_by", by);
+                json.WriteString(N_tunnel_closed_by, by);
             }
         }
         if (record.Attempts is { } attempts)
         {
-            json.WriteStartArray("attempts");
+            json.WriteStartArray(N_attempts);
             foreach (var attempt in attempts)
             {
                 json.WriteStartObject();
-                json.WriteString("backend", attempt.Backend);
-                json.WriteString("result", attempt.Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempt.Result));
+                json.WriteString(N_backend, attempt.Backend);
+                json.WriteString(N_result, attempt.Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempt.Result));
                 if (attempt.Status != 0)
                 {
-                    json.WriteNumber("status", attempt.Status);
+                    json.WriteNumber(N_status, attempt.Status);
                 }
-                WriteMs(json, "duration_ms", attempt.DurationMs);
+                WriteMs(json, N_duration_ms, attempt.DurationMs);
                 json.WriteEndObject();
             }
             json.WriteEndArray();
@@ -178,7 +202,7 @@ public sealed class AccessLog : IAsyncDisposable
         json.WriteEndObject();
     }
 
-    private static void WriteMs(Utf8JsonWriter json, string name, double ms)
+    private static void WriteMs(Utf8JsonWriter json, JsonEncodedText name, double ms)
     {
         if (ms < 0)
         {

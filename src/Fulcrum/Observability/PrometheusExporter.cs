@@ -51,7 +51,7 @@ internal sealed class PrometheusExporter : IDisposable
         // matters at several measurements per request. Only a new tag set is copied into a key.
         if (!series.ByTags.TryGetValue(tags, out var cell))
         {
-            cell = series.Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram), series);
+            cell = series.Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram, s.IsIntegral), series);
         }
         cell.Add(value);
     }
@@ -109,10 +109,14 @@ internal sealed class PrometheusExporter : IDisposable
         public Series(Instrument instrument)
         {
             IsHistogram = instrument is Histogram<double>;
+            IsIntegral = instrument is Counter<long> or Counter<int> or UpDownCounter<long> or UpDownCounter<int>;
             ByTags = Cells.GetAlternateLookup<ReadOnlySpan<KeyValuePair<string, object?>>>();
         }
 
         public bool IsHistogram { get; }
+
+        /// <summary>A counter of whole numbers, summed as a long.</summary>
+        public bool IsIntegral { get; }
 
         public ConcurrentDictionary<TagValues, Cell> Cells { get; } = new(TagValues.Comparer);
 
@@ -121,14 +125,21 @@ internal sealed class PrometheusExporter : IDisposable
     }
 
     /// <summary>The running total of one tag set; for a histogram, its bucket counts, sum and count.</summary>
-    private sealed class Cell(bool histogram)
+    private sealed class Cell(bool histogram, bool integral)
     {
         private readonly long[]? _buckets = histogram ? new long[Buckets.Length] : null;
         private long _count;
         private double _sum;
+        private long _integralSum;
 
         public void Add(double value)
         {
+            if (integral)
+            {
+                // A counter of whole numbers: one atomic add, not a compare-and-swap loop.
+                Interlocked.Add(ref _integralSum, (long)value);
+                return;
+            }
             if (_buckets is not null)
             {
                 for (var i = 0; i < Buckets.Length; i++)
@@ -155,7 +166,7 @@ internal sealed class PrometheusExporter : IDisposable
         {
             if (_buckets is null)
             {
-                Line(text, name, tags, null, Volatile.Read(ref _sum));
+                Line(text, name, tags, null, integral ? Interlocked.Read(ref _integralSum) : Volatile.Read(ref _sum));
                 return;
             }
             var cumulative = 0L;
@@ -197,16 +208,24 @@ internal readonly struct TagValues : IEquatable<TagValues>
     /// <summary>A tag's value as text; Fulcrum's values are strings already, so this rarely allocates.</summary>
     internal static string ValueOf(in KeyValuePair<string, object?> tag) => tag.Value as string ?? tag.Value?.ToString() ?? "";
 
+    /// <summary>
+    /// A cheap hash of a tag set: the lengths and a few characters of each key and value. An
+    /// instrument has tens of tag sets at most, so a weak hash costs a rare extra comparison
+    /// (equality is exact), while hashing every string in full cost more on each measurement.
+    /// </summary>
     internal static int Hash(ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
-        var hash = new HashCode();
+        var hash = tags.Length;
         foreach (var tag in tags)
         {
-            hash.Add(tag.Key);
-            hash.Add(ValueOf(tag));
+            hash = (hash * 31) + Sample(tag.Key);
+            hash = (hash * 31) + Sample(ValueOf(tag));
         }
-        return hash.ToHashCode();
+        return hash;
     }
+
+    private static int Sample(string text) => text.Length == 0 ? 0
+        : (text.Length * 65_599) ^ text[0] ^ (text[^1] << 8) ^ (text[text.Length >> 1] << 16);
 
     internal bool Matches(ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
