@@ -32,6 +32,23 @@ internal static class RunCommand
     public static async Task<int> RunAsync(FulcrumConfig config, TextWriter output, TextWriter error, Action<FulcrumServer>? started = null)
     {
         using var signal = new ShutdownSignal();
+        // SIGHUP: reload the configuration file, as nginx does (the outcome is logged). Taken
+        // before starting, so one that arrives during start-up is not the default "terminate":
+        // it is remembered and run once the server is up.
+        FulcrumServer? running = null;
+        var hangupWhileStarting = 0;
+        using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            if (Volatile.Read(ref running) is { } up)
+            {
+                _ = up.ReloadAsync("SIGHUP");
+            }
+            else
+            {
+                Volatile.Write(ref hangupWhileStarting, 1);
+            }
+        });
         FulcrumServer server;
         try
         {
@@ -62,12 +79,11 @@ internal static class RunCommand
                 context.Cancel = true;
                 server.ReopenAccessLog();
             });
-            // SIGHUP: reload the configuration file, as nginx does. The outcome is logged.
-            using var hangup = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGHUP, context =>
+            Volatile.Write(ref running, server);
+            if (Volatile.Read(ref hangupWhileStarting) != 0)
             {
-                context.Cancel = true;
                 _ = server.ReloadAsync("SIGHUP");
-            });
+            }
             var signalled = Task.Delay(Timeout.Infinite, signal.Token);
             var first = await Task.WhenAny(signalled, server.ShutdownRequested).ConfigureAwait(false);
             var why = first == server.ShutdownRequested ? $"shutdown requested through the admin API by {server.ShutdownRequested.Result}" : $"{signal.Received ?? "stop"} received";

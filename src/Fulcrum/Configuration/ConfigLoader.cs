@@ -45,9 +45,12 @@ public static partial class ConfigLoader
     public static ConfigLoadResult LoadFile(string path)
     {
         string text;
+        byte[] bytes;
         try
         {
-            text = File.ReadAllText(path);
+            bytes = File.ReadAllBytes(path);
+            using var reader = new StreamReader(new MemoryStream(bytes), System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+            text = reader.ReadToEnd();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -55,7 +58,10 @@ public static partial class ConfigLoader
             return new ConfigLoadResult(null, [new ConfigError(path, 1, 1, $"cannot read the file: {e.Message}")], map);
         }
         var result = LoadText(text, path);
-        return result.Config is null ? result : result with { Config = result.Config with { SourcePath = Path.GetFullPath(path) } };
+        return result.Config is null ? result : result with
+        {
+            Config = result.Config with { SourcePath = Path.GetFullPath(path), SourceHash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes)) },
+        };
     }
 
     public static ConfigLoadResult LoadText(string text, string file)

@@ -11,6 +11,9 @@ public sealed record FulcrumConfig(
     /// <summary>The file this configuration came from, or null when built in code.</summary>
     public string? SourcePath { get; init; }
 
+    /// <summary>The SHA-256 of the file's bytes as loaded (hex), so a watcher can tell a real change.</summary>
+    public string? SourceHash { get; init; }
+
     public ShutdownConfig Shutdown { get; init; } = ShutdownConfig.Default;
 
     /// <summary>Whether requests are counted for /metrics (on by default).</summary>

@@ -158,7 +158,17 @@ public sealed class ActiveProber : IDisposable
 
         private async Task RunAsync(TaskCompletionSource<ProbeResult?> running)
         {
-            var config = _pool.Config.Health.Active!;
+            if (_pool.Config.Health.Active is not { } config)
+            {
+                // A reload turned active checks off while this loop was still running: it ends.
+                lock (_lock)
+                {
+                    _running = null;
+                }
+                _owner.Stop(_backend);
+                running.TrySetResult(null);
+                return;
+            }
             ProbeResult? result = null;
             try
             {

@@ -128,6 +128,14 @@ public sealed partial class HealthAuthority : IDisposable
         {
             if (!backend.Detached)
             {
+                // Without active checks a lapsed ejection ends on time alone; with them it waited
+                // for a probe that will now never come.
+                var now = _time.GetUtcNow();
+                if (backend.Inputs.EjectedUntil is { } until && now >= until && pool.Config.Health.Active is null)
+                {
+                    EndEjection(backend.Inputs, now);
+                }
+                ScheduleTimer(pool, backend);
                 Recompute(pool, backend);
             }
         }
@@ -202,11 +210,14 @@ public sealed partial class HealthAuthority : IDisposable
     }
 
     /// <summary>Clears any admin override (enable): the backend's status goes back to what passive and active health say.</summary>
-    public void ClearOverride(PoolState pool, BackendState backend)
+    public void ClearOverride(PoolState pool, BackendState backend) => ClearOverride(pool, backend, null);
+
+    /// <summary>Clears the override, but only <paramref name="only"/> when given (one set meanwhile stays).</summary>
+    internal void ClearOverride(PoolState pool, BackendState backend, AdminOverride? only)
     {
         lock (pool.HealthLock)
         {
-            if (backend.Detached || backend.Inputs.Override is null)
+            if (backend.Detached || backend.Inputs.Override is null || (only is not null && !ReferenceEquals(backend.Inputs.Override, only)))
             {
                 return;
             }

@@ -20,15 +20,20 @@ internal sealed partial class ConfigWatcher : IDisposable
     private readonly FileSystemWatcher? _watcher;
     private readonly Timer _timer;
     private readonly object _lock = new();
-    private byte[]? _lastHash;
+    private string? _lastHash;
     private bool _disposed;
 
-    public ConfigWatcher(string path, Func<Task<ReloadResult>> reload, ILogger log)
+    /// <param name="path">The configuration file.</param>
+    /// <param name="loadedHash">The hash of the content in force (<see cref="Configuration.FulcrumConfig.SourceHash"/>):
+    /// an edit made while Fulcrum was starting is then still seen, by a first look at once.</param>
+    /// <param name="reload">Runs a reload.</param>
+    /// <param name="log">Where a failure to watch is reported.</param>
+    public ConfigWatcher(string path, string? loadedHash, Func<Task<ReloadResult>> reload, ILogger log)
     {
         _path = Path.GetFullPath(path);
         _reload = reload;
         _log = log;
-        _lastHash = Hash();
+        _lastHash = loadedHash ?? Hash();
         _timer = new Timer(_ => _ = CheckAsync(), null, Timeout.Infinite, Timeout.Infinite);
         try
         {
@@ -53,6 +58,18 @@ internal sealed partial class ConfigWatcher : IDisposable
         }
     }
 
+    /// <summary>Looks once now: the file may have changed while Fulcrum was starting.</summary>
+    public void LookNow()
+    {
+        lock (_lock)
+        {
+            if (!_disposed)
+            {
+                _timer.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
     private void OnEvent(object sender, FileSystemEventArgs e)
     {
         lock (_lock)
@@ -73,7 +90,7 @@ internal sealed partial class ConfigWatcher : IDisposable
         }
         lock (_lock)
         {
-            if (_disposed || (_lastHash is not null && hash.AsSpan().SequenceEqual(_lastHash)))
+            if (_disposed || hash == _lastHash)
             {
                 return;
             }
@@ -89,11 +106,11 @@ internal sealed partial class ConfigWatcher : IDisposable
         }
     }
 
-    private byte[]? Hash()
+    private string? Hash()
     {
         try
         {
-            return SHA256.HashData(File.ReadAllBytes(_path));
+            return Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(_path)));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -34,7 +34,7 @@ public sealed partial class FulcrumServer
         {
             if (Volatile.Read(ref _stopped) != 0)
             {
-                return Refuse(trigger, ["Fulcrum is shutting down"], 0);
+                return Refuse(trigger, ["Fulcrum is shutting down"], 0, count: false);
             }
             var started = Stopwatch.GetTimestamp();
             var path = Runtime.Current.Config.SourcePath;
@@ -62,6 +62,7 @@ public sealed partial class FulcrumServer
             // Listeners: one on the same address and protocol is kept (under its new name if it
             // was renamed); new ones are bound now, before anything changes.
             var keep = new Dictionary<string, ListenerHost>(StringComparer.Ordinal);
+            var renames = new List<(ListenerHost Host, ListenerConfig Config)>();
             var toBind = new List<ListenerConfig>();
             Dictionary<string, ListenerHost> current;
             lock (_listeners)
@@ -75,7 +76,11 @@ public sealed partial class FulcrumServer
                 if (same is not null)
                 {
                     unmatched.Remove(same);
-                    keep[listener.Name] = same.Config.Name == listener.Name ? same : same.Renamed(listener);
+                    keep[listener.Name] = same;
+                    if (same.Config.Name != listener.Name)
+                    {
+                        renames.Add((same, listener)); // applied only once the reload cannot fail
+                    }
                 }
                 else
                 {
@@ -102,7 +107,23 @@ public sealed partial class FulcrumServer
                 }
             }
 
-            var changes = Runtime.Apply(next);
+            ReloadChanges changes;
+            try
+            {
+                changes = Runtime.Apply(next);
+            }
+            catch
+            {
+                foreach (var host in bound)
+                {
+                    await host.DisposeAsync().ConfigureAwait(false);
+                }
+                throw;
+            }
+            foreach (var (host, renamed) in renames)
+            {
+                host.Renamed(renamed);
+            }
             lock (_listeners)
             {
                 _listeners.Clear();
@@ -123,7 +144,7 @@ public sealed partial class FulcrumServer
                 changes.ListenersRemoved.Add(host.Name);
                 _ = RetireListenerAsync(host, next.Shutdown.DrainTimeout);
             }
-            NoteRestartOnly(Runtime.Current.Config, next, changes);
+            NoteRestartOnly(_startConfig, next, changes);
 
             var result = new ReloadResult(true, trigger, Runtime.Time.GetUtcNow(), [], changes, loadMs, applyMs);
             _appliedAt = result.At;
@@ -157,9 +178,13 @@ public sealed partial class FulcrumServer
         await host.DisposeAsync().ConfigureAwait(false);
     }
 
-    private ReloadResult Refuse(string trigger, IReadOnlyList<string> errors, double loadMs)
+    private ReloadResult Refuse(string trigger, IReadOnlyList<string> errors, double loadMs, bool count = true)
     {
         var result = new ReloadResult(false, trigger, Runtime.Time.GetUtcNow(), errors, null, loadMs, 0);
+        if (!count)
+        {
+            return result; // not a bad file: nothing to alert on
+        }
         Interlocked.Increment(ref _reloads);
         Interlocked.Increment(ref _reloadFailures);
         Volatile.Write(ref _lastReload, result);

@@ -59,7 +59,11 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         _loggers = loggers;
         _log = loggers.CreateLogger("Fulcrum.Config");
         _appliedAt = runtime.Time.GetUtcNow();
+        _startConfig = runtime.Current.Config;
     }
+
+    /// <summary>The configuration at start: the sections a reload cannot change are the ones in it.</summary>
+    private readonly FulcrumConfig _startConfig;
 
     public FulcrumRuntime Runtime { get; }
 
@@ -194,7 +198,8 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         server.Ready = true;
         if (config.SourcePath is { } path)
         {
-            server._watcher = new ConfigWatcher(path, () => server.ReloadAsync("file"), server._log);
+            server._watcher = new ConfigWatcher(path, config.SourceHash, () => server.ReloadAsync("file"), server._log);
+            server._watcher.LookNow();
         }
         return server;
     }
@@ -306,6 +311,10 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         {
             return;
         }
+        // A reload in progress finishes first (its listeners are then among those stopped); any
+        // later one finds the server stopped and changes nothing.
+        await _reloadGate.WaitAsync().ConfigureAwait(false);
+        _reloadGate.Release();
         ShuttingDown = true;
         Ready = false;
         // Tunnels get the drain timeout too, then a close of their own (1001 to both sides of a

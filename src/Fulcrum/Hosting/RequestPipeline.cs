@@ -284,6 +284,7 @@ internal sealed partial class RequestPipeline
         {
             while (true)
             {
+                limits = pool.Config.Limits; // a reload may have changed them while we waited
                 // Taken before looking, so a request that ends after the look still wakes us.
                 var roomFreed = pool.RoomMayBeFree;
                 var withRoom = WithRoom(candidates, limits);

@@ -49,7 +49,8 @@ public sealed class BackendState
     /// <summary>The configured weight.</summary>
     public int Weight => Config.Weight;
 
-    public TimeSpan SlowStart { get; }
+    /// <summary>The pool's slow-start time (a reload may change it).</summary>
+    public TimeSpan SlowStart { get; internal set; }
 
     /// <summary>
     /// The weight balancing uses, scaled by <see cref="WeightScale"/>: the configured weight, or
@@ -138,7 +139,7 @@ public sealed class BackendState
     internal ProbeTarget ProbeTarget(ActiveHealthConfig config, int port)
     {
         var target = Volatile.Read(ref _probeTarget);
-        if (target is null || target.Uri.Port != port)
+        if (target is null || target.Uri.Port != port || !ReferenceEquals(target.Config, config))
         {
             target = Fulcrum.Health.ProbeTarget.For(config, Config.Endpoint, port);
             Volatile.Write(ref _probeTarget, target);

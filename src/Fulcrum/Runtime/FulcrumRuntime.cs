@@ -140,6 +140,15 @@ public sealed class FulcrumRuntime : IDisposable
     /// <summary>As <see cref="AddBackend(string, BackendConfig, bool)"/>, saying whether it was new.</summary>
     public BackendState AddBackend(string pool, BackendConfig backend, bool persist, out bool isNew)
     {
+        // Under the reload lock: a reload matching this pool's backends must see this one whole.
+        lock (_reloadLock)
+        {
+            return AddBackendLocked(pool, backend, persist, out isNew);
+        }
+    }
+
+    private BackendState AddBackendLocked(string pool, BackendConfig backend, bool persist, out bool isNew)
+    {
         var state = Pool(pool);
         var added = Health.Add(state, backend, out isNew);
         if (isNew)
@@ -160,6 +169,14 @@ public sealed class FulcrumRuntime : IDisposable
 
     /// <summary>Removes a backend: no new traffic, its probes stop; requests in flight finish.</summary>
     public bool RemoveBackend(string pool, string nameOrAddress, bool persist = false)
+    {
+        lock (_reloadLock)
+        {
+            return RemoveBackendLocked(pool, nameOrAddress, persist);
+        }
+    }
+
+    private bool RemoveBackendLocked(string pool, string nameOrAddress, bool persist)
     {
         var state = Pool(pool);
         if (state.Find(nameOrAddress) is not { } backend)
@@ -213,6 +230,16 @@ public sealed class FulcrumRuntime : IDisposable
                 {
                     var old = pool.Config;
                     var oldFile = oldPools.GetValueOrDefault(config.Name) ?? old;
+                    var wasActive = old.Health.Active is not null;
+                    var isActive = config.Health.Active is not null;
+                    if (wasActive && !isActive)
+                    {
+                        // Before the new settings: a loop must not run a probe with no check to run.
+                        foreach (var b in pool.Backends)
+                        {
+                            Prober.Stop(b);
+                        }
+                    }
                     if (pool.Reconfigure(config) is { } replaced)
                     {
                         Retire(replaced);
@@ -222,13 +249,10 @@ public sealed class FulcrumRuntime : IDisposable
                         changes.PoolsChanged.Add(config.Name);
                     }
                     ApplyBackends(pool, oldFile, config, changes, toProbe);
-                    var wasActive = old.Health.Active is not null;
-                    var isActive = config.Health.Active is not null;
                     if (wasActive && !isActive)
                     {
                         foreach (var b in pool.Backends)
                         {
-                            Prober.Stop(b);
                             Health.Reevaluate(pool, b);
                         }
                     }
@@ -296,15 +320,18 @@ public sealed class FulcrumRuntime : IDisposable
     /// </summary>
     private void ApplyBackends(PoolState pool, PoolConfig oldFile, PoolConfig config, ReloadChanges changes, List<(PoolState, BackendState)> toProbe)
     {
+        // Admin API additions and removals take the reload lock too, so this pool's backends
+        // cannot change between this look and the replacement below.
         var existing = new Dictionary<string, BackendState>(StringComparer.Ordinal);
-        foreach (var b in pool.Backends)
+        var current = pool.Backends;
+        foreach (var b in current)
         {
             existing[Key(b.Address)] = b;
         }
         var before = oldFile.Backends.ToDictionary(b => Key(b.Address), StringComparer.Ordinal);
         var result = new List<BackendState>(config.Backends.Count);
         var added = new List<BackendState>();
-        var clearOverrides = new List<BackendState>();
+        var clearOverrides = new List<(BackendState Backend, AdminOverride Override)>();
         lock (_stateLock)
         {
             foreach (var backendConfig in config.Backends)
@@ -320,10 +347,11 @@ public sealed class FulcrumRuntime : IDisposable
                     }
                     // The file now says what this backend is; an override the API set on the
                     // entry the file just changed gives way to the file.
-                    if (previous is not null && fileChanged && kept.Health.Override is not null)
+                    if (previous is not null && fileChanged && kept.Health.Override is { } set)
                     {
-                        clearOverrides.Add(kept);
+                        clearOverrides.Add((kept, set));
                     }
+                    kept.SlowStart = config.SlowStart;
                     _added.Remove((pool.Name, key));
                     result.Add(kept);
                 }
@@ -342,7 +370,7 @@ public sealed class FulcrumRuntime : IDisposable
             }
         }
         var removed = new List<BackendState>();
-        foreach (var b in pool.Backends)
+        foreach (var b in current)
         {
             if (!existing.ContainsKey(Key(b.Address)))
             {
@@ -374,9 +402,10 @@ public sealed class FulcrumRuntime : IDisposable
             Prober.Stop(b);
             Health.Remove(pool, b);
         }
-        foreach (var b in clearOverrides)
+        foreach (var (b, set) in clearOverrides)
         {
-            Health.ClearOverride(pool, b);
+            // Only the override the file overrules: one an operator set meanwhile stays.
+            Health.ClearOverride(pool, b, set);
         }
     }
 

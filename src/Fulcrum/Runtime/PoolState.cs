@@ -70,6 +70,10 @@ public sealed class PoolState : IDisposable
         {
             b.RoomFreed = _hasLimits ? SignalRoom : null;
         }
+        if (!_hasLimits)
+        {
+            SignalRoom(); // requests queued under limits a reload removed look again at once
+        }
     }
 
     internal TimeProvider Time { get; }

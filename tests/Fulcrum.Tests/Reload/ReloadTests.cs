@@ -7,6 +7,7 @@ using Fulcrum.Health;
 using Fulcrum.Tests.Integration;
 using Fulcrum.Tests.TestSupport;
 using Fulcrum.Tests.Tunnels;
+using Microsoft.AspNetCore.Http;
 
 namespace Fulcrum.Tests.Reload;
 
@@ -341,5 +342,104 @@ public sealed class ReloadTests : IDisposable
         System.IO.File.Move(temp, File, overwrite: true);
         await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
         Assert.Equal("b", await proxy.Client.GetStringAsync("/"));
+    }
+
+    [Fact]
+    public async Task Admin_api_additions_and_removals_racing_reloads_are_neither_lost_nor_resurrected()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        string Yaml(int weight) => Config($"""
+            routes: [{"{"} name: main, pool: main {"}"}]
+            pools:
+            {Pool("main", "round_robin", [$"{{ address: {a.Address}, name: a, weight: {weight} }}"])}
+            """);
+        await using var proxy = await StartAsync(Yaml(1));
+        var runtime = proxy.Server.Runtime;
+        var reloads = Task.Run(async () =>
+        {
+            for (var i = 0; i < 60; i++)
+            {
+                Assert.True((await ReloadAsync(proxy, Yaml(1 + (i % 3)))).Success);
+            }
+        });
+        // Meanwhile: register 60 backends and remove every other one, as an orchestrator would.
+        var api = Task.Run(() =>
+        {
+            for (var i = 0; i < 60; i++)
+            {
+                var address = $"127.0.0.1:{20_000 + i}";
+                runtime.AddBackend("main", new Fulcrum.Configuration.BackendConfig(address, new Fulcrum.Configuration.HostPort("127.0.0.1", 20_000 + i), 1, null), persist: true);
+                if (i % 2 == 1)
+                {
+                    Assert.True(runtime.RemoveBackend("main", address, persist: true));
+                }
+            }
+        });
+        await Task.WhenAll(reloads, api);
+        await ReloadAsync(proxy, Yaml(1));
+        var pool = runtime.Pool("main");
+        var addresses = pool.Backends.Select(b => b.Address).ToHashSet();
+        for (var i = 0; i < 60; i++)
+        {
+            Assert.Equal(i % 2 == 0, addresses.Contains($"127.0.0.1:{20_000 + i}"));
+        }
+        Assert.Contains(a.Address, addresses);
+        Assert.Equal(31, pool.Backends.Count);
+        Assert.DoesNotContain(pool.Backends, b => b.Health.Status == HealthStatus.Pending && b.Address == a.Address);
+    }
+
+    [Fact]
+    public async Task Turning_active_checks_off_ends_a_lapsed_ejection_and_a_changed_check_path_is_probed()
+    {
+        var paths = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var a = await TestBackend.StartAsync("a", async ctx =>
+        {
+            paths.Enqueue(ctx.Request.Path.Value!);
+            await ctx.Response.WriteAsync("a");
+        });
+        await using var b = await TestBackend.StartAsync("b");
+        string Yaml(string? check) => Config($"""
+            routes: [{"{"} name: main, pool: main {"}"}]
+            pools:
+            {Pool("main", "round_robin", [$"{{ address: {a.Address}, name: a }}", $"{{ address: {b.Address}, name: b }}"], check is null ? "    health: { passive: { ejection: 200ms } }" : $"    health: {{ active: {{ path: {check}, interval: 200ms }}, passive: {{ ejection: 200ms }} }}")}
+            """);
+        await using var proxy = await StartAsync(Yaml("/old-check"));
+        var result = await ReloadAsync(proxy, Yaml("/new-check"));
+        Assert.True(result.Success);
+        await WebSocketTests.Eventually(() => paths.Contains("/new-check"), 3000);
+        var seen = paths.Count;
+        await Task.Delay(600);
+        Assert.DoesNotContain("/old-check", paths.Skip(seen));
+
+        // Eject a by hand (as passive checks would), then turn active checks off: with them the
+        // ejection waited for a probe; without them it must end on time alone.
+        var runtime = proxy.Server.Runtime;
+        var pool = runtime.Pool("main");
+        var stateA = pool.Find("a")!;
+        for (var i = 0; i < 5; i++)
+        {
+            runtime.Health.ReportTraffic(pool, stateA, new Fulcrum.Forwarding.ForwardResult(Fulcrum.Forwarding.FulcrumError.ConnectRefused, "test", 0, false, false));
+        }
+        Assert.Equal(HealthStatus.Ejected, stateA.Health.Status);
+        Assert.True((await ReloadAsync(proxy, Yaml(null))).Success);
+        await WebSocketTests.Eventually(() => stateA.Health.Status == HealthStatus.Healthy, 3000);
+    }
+
+    [Fact]
+    public async Task Sections_read_only_at_start_are_reported_not_applied()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        var pools = $"""
+            routes: [{"{"} name: main, pool: main {"}"}]
+            pools:
+            {Pool("main", "round_robin", [a.Address])}
+            """;
+        await using var proxy = await StartAsync(Config(pools));
+        var result = await ReloadAsync(proxy, Config(pools + "\nmetrics: { enabled: false }"));
+        Assert.True(result.Success);
+        Assert.Equal(["metrics"], result.Changes!.NeedRestart);
+        Assert.False(result.Changes.Any);
+        // Still not in force after a second reload of the same file.
+        Assert.Equal(["metrics"], (await ReloadAsync(proxy, Config(pools + "\nmetrics: { enabled: false }"))).Changes!.NeedRestart);
     }
 }
