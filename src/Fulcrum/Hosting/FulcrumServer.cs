@@ -228,6 +228,12 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
+        // Fulcrum reports a listener that cannot bind itself, in one line; the host's own
+        // "Hosting failed to start" with a stack trace would only bury it.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
+        // With any level enabled here, ASP.NET Core opens a logging scope for every request
+        // (an allocation and an AsyncLocal write) that nothing of Fulcrum's reads.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         // The drain is bounded by shutdown.drain_timeout (StopAsync's token), not by the host's own
         // 30 s default, which would cut a longer drain short.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = Timeout.InfiniteTimeSpan);

@@ -186,3 +186,42 @@ public class AccessLogFormatTests
         }
     }
 }
+
+public class AccessLogNumberTests
+{
+    [Theory]
+    [InlineData(1.6854, "1.685")]
+    [InlineData(1.6855, "1.686")]
+    [InlineData(2, "2")]
+    [InlineData(1.5, "1.5")]
+    [InlineData(0.0005, "0.001")]
+    [InlineData(0.0004, "0")]
+    [InlineData(12345.0707, "12345.071")]
+    public void Milliseconds_are_written_with_at_most_three_decimals(double ms, string expected)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            var record = new RequestRecord("id") { ConnectMs = ms, TimeToFirstByteMs = -1 };
+            AccessLog.WriteLine(json, new DefaultHttpContext(), record);
+        }
+        var line = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory).RootElement;
+        Assert.Equal(expected, line.GetProperty("upstream_connect_ms").GetRawText());
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, line.GetProperty("ttfb_ms").ValueKind);
+    }
+
+    [Fact]
+    public async Task The_timestamp_and_other_text_are_written_without_needless_escapes_but_control_characters_are_escaped()
+    {
+        var sink = new Fulcrum.Tests.TestSupport.LogSink();
+        await using (var log = AccessLog.ToStream(sink))
+        {
+            var context = new DefaultHttpContext();
+            context.Request.Path = "/a+b/<x>&\u00e9\n";
+            log.Write(context, new RequestRecord("id"));
+        }
+        var text = sink.Text;
+        Assert.Matches("\"time\":\"[0-9T:.-]+\\+00:00\"", text);
+        Assert.Contains("\"path\":\"/a+b/<x>&\u00e9\\n\"", text, StringComparison.Ordinal);
+    }
+}
