@@ -11,7 +11,8 @@
 # poorly there: a proxied request crosses several threads, and on one core each crossing is a
 # context switch (measured: about a quarter of its unpinned throughput), so it is not the default.
 #
-# Usage: bench/run.sh                 (env: ROUNDS=3 DURATION=10s CONNECTIONS="64 256" PIN=0)
+# Usage: bench/run.sh                 (env: ROUNDS=3 DURATION=10s CONNECTIONS="64 256" PIN=0
+#                                      TARGETS="fulcrum fulcrum-observed nginx haproxy")
 # Installs nginx, haproxy and wrk with apt-get when they are missing. Binds 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -156,7 +157,7 @@ measure() {
 
 declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
 declare -A pid_of=([fulcrum]=$fulcrum_pid [fulcrum-observed]=$observed_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid)
-targets=(fulcrum fulcrum-observed nginx haproxy)
+read -r -a targets <<<"${TARGETS:-fulcrum fulcrum-observed nginx haproxy}"
 
 echo "warming up..." >&2
 for t in "${targets[@]}"; do $LOAD_CPU wrk -t1 -c64 -d3s "http://127.0.0.1:${port_of[$t]}/" >/dev/null; done
@@ -166,8 +167,8 @@ results="$work/results"
 for conns in $CONNECTIONS; do
   for round in $(seq 1 "$ROUNDS"); do
     # Rotate the order each round so no target always runs first or last.
-    for i in 0 1 2 3; do
-      t=${targets[$(((i + round) % 4))]}
+    for i in $(seq 0 $((${#targets[@]} - 1))); do
+      t=${targets[$(((i + round) % ${#targets[@]}))]}
       echo "$conns connections, round $round/$ROUNDS: $t" >&2
       echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" >>"$results"
     done
@@ -194,6 +195,8 @@ print("| --- | --- | --- | --- | --- | --- |")
 for conns in sorted({c for c, _ in med}):
     f = med[(conns, "fulcrum")]
     for other in ("nginx", "haproxy"):
+        if (conns, other) not in med:
+            continue
         o = med[(conns, other)]
         print(f"| {conns} | fulcrum/{other} | {f[0]/o[0]:.2f} | {f[1]/o[1]:.2f} | {f[2]/o[2]:.2f} | {f[3]/o[3]:.2f} |")
     obs = med.get((conns, "fulcrum-observed"))
