@@ -42,6 +42,10 @@ public sealed class ReloadTests : IDisposable
         return await proxy.Server.ReloadAsync("test");
     }
 
+    /// <summary>One route "main" for everything, to one pool "main".</summary>
+    private static string MainRoute(string balancing, IEnumerable<string> backends, string extra = "") =>
+        "routes: [{ name: main, pool: main }]\npools:\n" + Pool("main", balancing, backends, extra);
+
     private static string Pool(string name, string balancing, IEnumerable<string> backends, string extra = "") => $"""
           - name: {name}
             balancing: {balancing}
@@ -162,11 +166,7 @@ public sealed class ReloadTests : IDisposable
     public async Task An_invalid_file_is_refused_with_line_and_column_and_traffic_is_untouched()
     {
         await using var a = await TestBackend.StartAsync("a");
-        var good = Config($"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [a.Address])}
-            """);
+        var good = Config(MainRoute("round_robin", [a.Address]));
         await using var proxy = await StartAsync(good);
         using var admin = proxy.AdminClient();
         Assert.Equal("a", await proxy.Client.GetStringAsync("/"));
@@ -207,11 +207,7 @@ public sealed class ReloadTests : IDisposable
         await using var b = await TestBackend.StartAsync("b");
         await using var c = await TestBackend.StartAsync("c");
         await using var api = await TestBackend.StartAsync("api");
-        string Yaml(int weightA, int weightB, bool withC) => Config($"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [$"{{ address: {a.Address}, name: a, weight: {weightA} }}", $"{{ address: {b.Address}, name: b, weight: {weightB} }}", .. withC ? new[] { $"{{ address: {c.Address}, name: c }}" } : []])}
-            """);
+        string Yaml(int weightA, int weightB, bool withC) => Config(MainRoute("round_robin", [$"{{ address: {a.Address}, name: a, weight: {weightA} }}", $"{{ address: {b.Address}, name: b, weight: {weightB} }}", .. withC ? new[] { $"{{ address: {c.Address}, name: c }}" } : []]));
         await using var proxy = await StartAsync(Yaml(1, 1, withC: true));
         using var admin = proxy.AdminClient();
         for (var i = 0; i < 6; i++)
@@ -252,11 +248,7 @@ public sealed class ReloadTests : IDisposable
     {
         await using var a = await TestBackend.StartAsync("a");
         await using var b = await TestBackend.StartAsync("b");
-        string Yaml(TestBackend second) => Config($"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [$"{{ address: {a.Address}, name: a }}", $"{{ address: {second.Address}, name: second }}"], "    health: { active: { path: /health, interval: 30s } }")}
-            """);
+        string Yaml(TestBackend second) => Config(MainRoute("round_robin", [$"{{ address: {a.Address}, name: a }}", $"{{ address: {second.Address}, name: second }}"], "    health: { active: { path: /health, interval: 30s } }"));
         await using var c = await TestBackend.StartAsync("c");
         await using var proxy = await StartAsync(Yaml(b));
         var events = new System.Collections.Concurrent.ConcurrentQueue<Fulcrum.Health.HealthEvent>();
@@ -274,11 +266,7 @@ public sealed class ReloadTests : IDisposable
     public async Task Listeners_are_bound_and_unbound_alone_and_one_that_cannot_bind_refuses_the_whole_reload()
     {
         await using var a = await TestBackend.StartAsync("a");
-        var pools = $"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [a.Address])}
-            """;
+        var pools = MainRoute("round_robin", [a.Address]);
         await using var proxy = await StartAsync(Config(pools));
         // A keep-alive connection on the kept listener: it must go on working through every reload.
         using var client = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1 }) { BaseAddress = proxy.BaseUri };
@@ -329,11 +317,7 @@ public sealed class ReloadTests : IDisposable
     {
         await using var a = await TestBackend.StartAsync("a");
         await using var b = await TestBackend.StartAsync("b");
-        string Yaml(TestBackend backend) => Config($"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [backend.Address])}
-            """);
+        string Yaml(TestBackend backend) => Config(MainRoute("round_robin", [backend.Address]));
         await using var proxy = await StartAsync(Yaml(a));
         Assert.Equal("a", await proxy.Client.GetStringAsync("/"));
         // Written as editors do: a new file renamed over the old one.
@@ -348,11 +332,7 @@ public sealed class ReloadTests : IDisposable
     public async Task Admin_api_additions_and_removals_racing_reloads_are_neither_lost_nor_resurrected()
     {
         await using var a = await TestBackend.StartAsync("a");
-        string Yaml(int weight) => Config($"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [$"{{ address: {a.Address}, name: a, weight: {weight} }}"])}
-            """);
+        string Yaml(int weight) => Config(MainRoute("round_robin", [$"{{ address: {a.Address}, name: a, weight: {weight} }}"]));
         await using var proxy = await StartAsync(Yaml(1));
         var runtime = proxy.Server.Runtime;
         var reloads = Task.Run(async () =>
@@ -398,11 +378,7 @@ public sealed class ReloadTests : IDisposable
             await ctx.Response.WriteAsync("a");
         });
         await using var b = await TestBackend.StartAsync("b");
-        string Yaml(string? check) => Config($"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [$"{{ address: {a.Address}, name: a }}", $"{{ address: {b.Address}, name: b }}"], check is null ? "    health: { passive: { ejection: 200ms } }" : $"    health: {{ active: {{ path: {check}, interval: 200ms }}, passive: {{ ejection: 200ms }} }}")}
-            """);
+        string Yaml(string? check) => Config(MainRoute("round_robin", [$"{{ address: {a.Address}, name: a }}", $"{{ address: {b.Address}, name: b }}"], check is null ? "    health: { passive: { ejection: 200ms } }" : $"    health: {{ active: {{ path: {check}, interval: 200ms }}, passive: {{ ejection: 200ms }} }}"));
         await using var proxy = await StartAsync(Yaml("/old-check"));
         var result = await ReloadAsync(proxy, Yaml("/new-check"));
         Assert.True(result.Success);
@@ -429,11 +405,7 @@ public sealed class ReloadTests : IDisposable
     public async Task Sections_read_only_at_start_are_reported_not_applied()
     {
         await using var a = await TestBackend.StartAsync("a");
-        var pools = $"""
-            routes: [{"{"} name: main, pool: main {"}"}]
-            pools:
-            {Pool("main", "round_robin", [a.Address])}
-            """;
+        var pools = MainRoute("round_robin", [a.Address]);
         await using var proxy = await StartAsync(Config(pools));
         var result = await ReloadAsync(proxy, Config(pools + "\nmetrics: { enabled: false }"));
         Assert.True(result.Success);
