@@ -1,0 +1,55 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Fulcrum.Configuration;
+using Fulcrum.Hosting;
+using Microsoft.Extensions.Logging;
+
+// Allocations per proxied request: Fulcrum runs in this process (nothing else here allocates
+// while wrk drives it), in front of the backends bench/alloc.sh starts, with every feature on
+// (metrics, a JSON access log to a file, passive health). The managed bytes allocated between
+// the start and the end of a wrk run, divided by the requests wrk completed.
+// Usage: PORT BACKEND1 BACKEND2 [CONNECTIONS] [SECONDS] [off]
+var port = int.Parse(args[0], CultureInfo.InvariantCulture);
+var backends = $"{args[1]}, {args[2]}";
+var connections = args.Length > 3 ? args[3] : "64";
+var seconds = args.Length > 4 ? args[4] : "10";
+var observed = !(args.Length > 5 && args[5] == "off");
+var dir = Directory.CreateTempSubdirectory("fulcrum-alloc-");
+var yaml = $"""
+    listeners: [{"{"} name: web, address: 127.0.0.1:{port} {"}"}]
+    routes: [{"{"} name: all, pool: backends {"}"}]
+    pools: [{"{"} name: backends, balancing: round_robin, backends: [{backends}] {"}"}]
+    {(observed ? $"access_log: {{ path: {Path.Combine(dir.FullName, "access.log")} }}" : "access_log: { enabled: false }\nmetrics: { enabled: false }")}
+    """;
+var config = ConfigLoader.LoadText(yaml, "alloc.yaml");
+if (!config.Success)
+{
+    Console.Error.WriteLine(string.Join("\n", config.Errors));
+    return 1;
+}
+await using (var server = await FulcrumServer.StartAsync(config.Config!, new FulcrumServerOptions { LogLevel = LogLevel.Error }))
+{
+    Wrk(connections, "5", port); // warm up: JIT tiers, pools
+    GC.Collect();
+    var gen0 = GC.CollectionCount(0);
+    var gen1 = GC.CollectionCount(1);
+    var gen2 = GC.CollectionCount(2);
+    var before = GC.GetTotalAllocatedBytes(precise: true);
+    var requests = Wrk(connections, seconds, port);
+    var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"alloc: {(observed ? "metrics + access log on" : "metrics + access log off")}, {connections} connections, {requests:N0} requests: {allocated / (double)requests:N0} bytes per request; GCs gen0 {GC.CollectionCount(0) - gen0}, gen1 {GC.CollectionCount(1) - gen1}, gen2 {GC.CollectionCount(2) - gen2}"));
+}
+dir.Delete(recursive: true);
+return 0;
+
+static long Wrk(string connections, string seconds, int port)
+{
+    var info = new ProcessStartInfo("wrk", $"-t1 -c{connections} -d{seconds}s http://127.0.0.1:{port}/") { RedirectStandardOutput = true };
+    using var wrk = Process.Start(info)!;
+    var output = wrk.StandardOutput.ReadToEnd();
+    wrk.WaitForExit();
+    var match = Regex.Match(output, @"(\d+) requests in");
+    return match.Success ? long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : throw new InvalidOperationException(output);
+}
