@@ -12,14 +12,17 @@
 # context switch (measured: about a quarter of its unpinned throughput), so it is not the default.
 #
 # Usage: bench/run.sh                 (env: ROUNDS=3 DURATION=10s CONNECTIONS="64 256" PIN=0
-#                                      TARGETS="fulcrum fulcrum-observed nginx haproxy")
+#                                      TARGETS="fulcrum fulcrum-observed nginx haproxy"
+#                                      ALT_ENV="DOTNET_gcServer=0": adds target fulcrum-alt, the plain
+#                                      Fulcrum run with those environment variables, to compare a
+#                                      runtime setting against the default in the same run)
 # Installs nginx, haproxy and wrk with apt-get when they are missing. Binds 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-"64 256"}
-B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204
+B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204 P_ALT=19205
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
@@ -121,9 +124,15 @@ $LB_CPU "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err" & pids+=($!); nginx_
 $LB_CPU "$HAPROXY" -db -f "$work/haproxy.cfg" & pids+=($!); haproxy_pid=$!
 $LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum.yaml" 2>"$work/fulcrum.err" & pids+=($!); fulcrum_pid=$!
 $LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum-observed.yaml" 2>"$work/observed.err" & pids+=($!); observed_pid=$!
+alt_pid=""
+if [ -n "${ALT_ENV:-}" ]; then
+  sed "s/127.0.0.1:$P_FULCRUM/127.0.0.1:$P_ALT/" "$work/fulcrum.yaml" >"$work/fulcrum-alt.yaml"
+  # shellcheck disable=SC2086
+  env $ALT_ENV $LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum-alt.yaml" 2>"$work/alt.err" & pids+=($!); alt_pid=$!
+fi
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED; do wait_port "$p"; done
+for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED ${alt_pid:+$P_ALT}; do wait_port "$p"; done
 for p in $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED; do
   body=$(curl -s "http://127.0.0.1:$p/") || true
   [ "$body" = "hello world!" ] || { echo "port $p answered '$body'" >&2; exit 1; }
@@ -155,9 +164,10 @@ measure() {
     END { printf "%.0f %.3f %.3f %.3f\n", rps, p50, p99, (n > 0 ? cpu / tick / n * 100000 : 0) }' <<<"$out"
 }
 
-declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
-declare -A pid_of=([fulcrum]=$fulcrum_pid [fulcrum-observed]=$observed_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid)
+declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [fulcrum-alt]=$P_ALT)
+declare -A pid_of=([fulcrum]=$fulcrum_pid [fulcrum-observed]=$observed_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid [fulcrum-alt]=$alt_pid)
 read -r -a targets <<<"${TARGETS:-fulcrum fulcrum-observed nginx haproxy}"
+if [ -n "$alt_pid" ]; then targets+=(fulcrum-alt); fi
 
 echo "warming up..." >&2
 for t in "${targets[@]}"; do $LOAD_CPU wrk -t1 -c64 -d3s "http://127.0.0.1:${port_of[$t]}/" >/dev/null; done
@@ -178,8 +188,8 @@ done
 echo
 echo "## $(date -u +%Y-%m-%d) — $(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds (medians)"
 echo
-python3 - "$results" <<'PY'
-import sys, statistics
+ALT_ENV="${ALT_ENV:-}" python3 - "$results" <<'PY'
+import os, sys, statistics
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for conns, target, rps, p50, p99, cpu in rows:
@@ -202,4 +212,7 @@ for conns in sorted({c for c, _ in med}):
     obs = med.get((conns, "fulcrum-observed"))
     if obs:
         print(f"| {conns} | fulcrum-observed/fulcrum (metrics + access log on vs off) | {obs[0]/f[0]:.2f} | {obs[1]/f[1]:.2f} | {obs[2]/f[2]:.2f} | {obs[3]/f[3]:.2f} |")
+    alt = med.get((conns, "fulcrum-alt"))
+    if alt:
+        print(f"| {conns} | fulcrum-alt/fulcrum ({os.environ.get('ALT_ENV', '')}) | {alt[0]/f[0]:.2f} | {alt[1]/f[1]:.2f} | {alt[2]/f[2]:.2f} | {alt[3]/f[3]:.2f} |")
 PY

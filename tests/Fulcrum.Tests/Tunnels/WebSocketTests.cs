@@ -162,7 +162,7 @@ public sealed class WebSocketTests
         await using var _b = backend;
         await using var proxy = await TestProxy.StartAsync(Pool(backend));
         var answer = await RawHttp.SendAsync(proxy.EndPoint,
-            "GET /smuggle HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", idleMs: 500);
+            "GET /smuggle HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", idleMs: 2000);
         Assert.Equal(200, answer.Status);
         Assert.Contains("\r\nplain\r\n", answer.Text, StringComparison.Ordinal);
         var seen = backend.Last;
@@ -319,7 +319,7 @@ public sealed class WebSocketTests
         try
         {
             await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [$"127.0.0.1:{((System.Net.IPEndPoint)listener.LocalEndpoint).Port}"]));
-            var answer = await RawHttp.SendAsync(proxy.EndPoint, request, idleMs: 500);
+            var answer = await RawHttp.SendAsync(proxy.EndPoint, request, idleMs: 2000);
             Assert.Equal(502, answer.Status);
             Assert.Equal("upstream_protocol_error", answer.Header("Fulcrum-Error"));
             Assert.DoesNotContain("RAW BYTES", answer.Text, StringComparison.Ordinal);
@@ -338,7 +338,7 @@ public sealed class WebSocketTests
         var backend = await TestBackend.StartAsync("b");
         await using var _b = backend;
         await using var proxy = await TestProxy.StartAsync(Pool(backend));
-        var answer = await RawHttp.SendAsync(proxy.EndPoint, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n", idleMs: 500);
+        var answer = await RawHttp.SendAsync(proxy.EndPoint, "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n", idleMs: 2000);
         Assert.Equal(501, answer.Status);
         Assert.Equal("unsupported_upgrade", answer.Header("Fulcrum-Error"));
         Assert.Equal(0, backend.Count);
