@@ -82,9 +82,7 @@ internal sealed class HttpForwarder
             // Switching protocols on a request that asked for no switch (an h2c upgrade Fulcrum
             // stripped, say): relaying it would tell the client, or a proxy before it, that the
             // connection now carries another protocol while Fulcrum still frames it as HTTP.
-            response.Dispose();
-            request.Dispose();
-            timer.Dispose();
+            Dispose(request, response, timer);
             return new ForwardResult(FulcrumError.UpstreamProtocolError, "the backend answered 101 Switching Protocols to a request that asked for no upgrade", status, content?.Started ?? false, false);
         }
         if (options.Upgrade.Any)

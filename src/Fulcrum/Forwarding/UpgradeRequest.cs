@@ -16,10 +16,10 @@ internal enum UpgradeKind
 }
 
 /// <summary>
-/// A request that asks to become a tunnel: its kind, the <c>Upgrade</c> value to send upstream,
-/// and whether it is a WebSocket (Fulcrum then follows its frames to close it cleanly).
+/// A request that asks to become a tunnel: its kind and the <c>Upgrade</c> value to send upstream.
+/// Whether the tunnel is a WebSocket follows from the protocol the backend switches to.
 /// </summary>
-internal readonly record struct UpgradeRequest(UpgradeKind Kind, string Protocols, bool WebSocket)
+internal readonly record struct UpgradeRequest(UpgradeKind Kind, string Protocols)
 {
     public bool Any => Kind != UpgradeKind.None;
 
@@ -55,28 +55,29 @@ internal readonly record struct UpgradeRequest(UpgradeKind Kind, string Protocol
     public static UpgradeRequest Of(HttpContext context, out string? refusal)
     {
         refusal = null;
-        if (context.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true } connect)
+        var request = context.Request;
+        if (HttpMethods.IsConnect(request.Method))
         {
-            if (string.Equals(connect.Protocol, "websocket", StringComparison.OrdinalIgnoreCase))
+            if (context.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true } connect)
             {
-                return new UpgradeRequest(UpgradeKind.ExtendedConnect, "websocket", true);
+                if (string.Equals(connect.Protocol, "websocket", StringComparison.OrdinalIgnoreCase))
+                {
+                    return new UpgradeRequest(UpgradeKind.ExtendedConnect, "websocket");
+                }
+                refusal = $"extended CONNECT for protocol '{connect.Protocol}' is not supported; only websocket is";
+                return default;
             }
-            refusal = $"extended CONNECT for protocol '{connect.Protocol}' is not supported; only websocket is";
-            return default;
-        }
-        if (HttpMethods.IsConnect(context.Request.Method))
-        {
             // A forward proxy's tunnel to anywhere: not something a reverse proxy passes on.
             refusal = "CONNECT tunnels are not supported (Fulcrum is a reverse proxy); only WebSockets over HTTP/2 extended CONNECT are";
             return default;
         }
-        if (context.Features.Get<IHttpUpgradeFeature>() is not { IsUpgradableRequest: true })
+        // Most requests stop here, on one header look-up, before any feature is fetched.
+        var upgrade = request.Headers.Upgrade;
+        if (upgrade.Count == 0 || context.Features.Get<IHttpUpgradeFeature>() is not { IsUpgradableRequest: true })
         {
             return default;
         }
-        var upgrade = context.Request.Headers.Upgrade;
         var kept = new List<string>(1);
-        var webSocket = false;
         foreach (var value in upgrade)
         {
             if (value is null)
@@ -89,10 +90,9 @@ internal readonly record struct UpgradeRequest(UpgradeKind Kind, string Protocol
                 {
                     continue;
                 }
-                webSocket |= string.Equals(part, "websocket", StringComparison.OrdinalIgnoreCase);
                 kept.Add(part);
             }
         }
-        return kept.Count == 0 ? default : new UpgradeRequest(UpgradeKind.Http11, string.Join(", ", kept), webSocket);
+        return kept.Count == 0 ? default : new UpgradeRequest(UpgradeKind.Http11, string.Join(", ", kept));
     }
 }

@@ -332,6 +332,7 @@ public sealed class FulcrumRuntime : IDisposable
         var result = new List<BackendState>(config.Backends.Count);
         var added = new List<BackendState>();
         var clearOverrides = new List<(BackendState Backend, AdminOverride Override)>();
+        var removed = new List<BackendState>();
         lock (_stateLock)
         {
             foreach (var backendConfig in config.Backends)
@@ -368,27 +369,24 @@ public sealed class FulcrumRuntime : IDisposable
                     changes.BackendsAdded.Add($"{pool.Name}/{backendConfig.Address}");
                 }
             }
-        }
-        var removed = new List<BackendState>();
-        foreach (var b in current)
-        {
-            if (!existing.ContainsKey(Key(b.Address)))
+
+            // What the file no longer lists: a backend the API registered stays (it is not the
+            // file's to remove); any other leaves.
+            foreach (var b in current)
             {
-                continue; // kept above
-            }
-            bool apiAdded;
-            lock (_stateLock)
-            {
-                apiAdded = _added.ContainsKey((pool.Name, Key(b.Address)));
-            }
-            if (apiAdded)
-            {
-                result.Add(b); // registered through the API: not the file's to remove
-            }
-            else
-            {
-                removed.Add(b);
-                changes.BackendsRemoved.Add($"{pool.Name}/{b.Address}");
+                if (!existing.ContainsKey(Key(b.Address)))
+                {
+                    continue; // kept above
+                }
+                if (_added.ContainsKey((pool.Name, Key(b.Address))))
+                {
+                    result.Add(b);
+                }
+                else
+                {
+                    removed.Add(b);
+                    changes.BackendsRemoved.Add($"{pool.Name}/{b.Address}");
+                }
             }
         }
         Health.ReplaceBackends(pool, [.. result]);
