@@ -2,7 +2,7 @@
 # Bytes allocated per proxied request (issue 9): Fulcrum in process, two nginx backends answering
 # a 13-byte body, wrk at 64 connections; with metrics and the access log on, then off.
 # Installs nginx and wrk with apt-get when missing. Binds 127.0.0.1 only; stops what it starts.
-# Usage: bench/alloc.sh        (env: CONNECTIONS=64 DURATION=10)
+# Usage: bench/alloc.sh        (env: CONNECTIONS=64 DURATION=10; FULCRUM_ALLOC_TYPES=1 adds bytes by type)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
