@@ -7,6 +7,7 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Fulcrum.Balancing;
 using Fulcrum.Configuration;
 using Fulcrum.Forwarding;
+using Fulcrum.Observability;
 using Fulcrum.Routing;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
@@ -141,6 +142,56 @@ public class HeaderCopy
     {
         _clientHeaders.Clear();
         return HeaderRules.CopyResponseHeaders(_response.Headers, _clientHeaders, StringValues.Empty, dropContentLength: false);
+    }
+}
+
+/// <summary>One access log line for a typical proxied request, JSON and combined.</summary>
+public class AccessLogLine
+{
+    private readonly DefaultHttpContext _context = new();
+    private readonly System.Buffers.ArrayBufferWriter<byte> _buffer = new(4096);
+    private System.Text.Json.Utf8JsonWriter _json = null!;
+    private RequestRecord _record = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _context.Request.Method = "GET";
+        _context.Request.Protocol = "HTTP/1.1";
+        _context.Request.Host = new HostString("app.example.com");
+        _context.Request.Path = "/api/v1/orders/42";
+        _context.Request.Headers.UserAgent = "curl/8.5.0";
+        _context.Connection.RemoteIpAddress = System.Net.IPAddress.Parse("192.0.2.17");
+        _record = new RequestRecord("01JD5Z8K3M4N5P6Q7R8S9T0V1W")
+        {
+            TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Route = "api",
+            Pool = "api",
+            Backend = "api-1",
+            Status = 200,
+            ConnectMs = -1,
+            TimeToFirstByteMs = 0.84213,
+            BytesOut = 13,
+        };
+        _json = new System.Text.Json.Utf8JsonWriter(_buffer, new System.Text.Json.JsonWriterOptions { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+    }
+
+    [Benchmark]
+    public int Json()
+    {
+        _buffer.ResetWrittenCount();
+        _json.Reset(_buffer);
+        AccessLog.WriteLine(_json, _context, _record);
+        _json.Flush();
+        return _buffer.WrittenCount;
+    }
+
+    [Benchmark]
+    public int Combined()
+    {
+        _buffer.ResetWrittenCount();
+        CombinedLine.Write(_buffer, _context, _record);
+        return _buffer.WrittenCount;
     }
 }
 

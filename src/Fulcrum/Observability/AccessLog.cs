@@ -1,6 +1,6 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
-using System.Threading.Channels;
 using Fulcrum.Configuration;
 using Fulcrum.Forwarding;
 using Microsoft.AspNetCore.Http;
@@ -8,31 +8,36 @@ using Microsoft.AspNetCore.Http;
 namespace Fulcrum.Observability;
 
 /// <summary>
-/// One JSON line per request, to stdout, stderr or a file. The line is serialised on the request's
-/// thread into a pooled buffer and handed to a background writer through a bounded channel, so a
-/// slow disk or a blocked pipe never slows requests: when the channel is full, lines are dropped
-/// and counted rather than waited for. The writer wakes at most every 10 ms and writes what has
-/// gathered in one call, so a line reaches the file within about 10 ms.
+/// One JSON line per request, to stdout, stderr or a file. Each thread that serves requests has its
+/// own pending buffer, and a line is serialised straight into it under a lock that only the writer
+/// ever contends for; a background writer swaps the buffers out about every 10 ms and writes each
+/// in one call. So a line costs its serialisation and an uncontended lock, with no copy, no queue
+/// and no wake-up, and a slow disk or a blocked pipe never slows requests: a thread whose pending
+/// lines reach <see cref="PendingLimit"/> bytes drops further lines and counts them. Lines from
+/// different threads can appear out of order by up to one batch (about 10 ms); each line is whole.
 /// </summary>
 public sealed class AccessLog : IAsyncDisposable
 {
-    private const int Capacity = 16_384;
-    private const int BatchBytes = 64 * 1024;
+    /// <summary>Bytes of lines one thread may have waiting before lines are dropped (about 12,000 lines).</summary>
+    internal const int PendingLimit = 4 * 1024 * 1024;
+    /// <summary>Pending bytes at which a thread wakes the writer before its interval is up.</summary>
+    private const int WakeEarly = 256 * 1024;
     private static readonly TimeSpan GatherInterval = TimeSpan.FromMilliseconds(10);
 
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? t_buffer;
-
-    [ThreadStatic]
-    private static Utf8JsonWriter? t_writer;
-
-    private readonly Channel<(byte[] Buffer, int Length)>? _channel;
+    private readonly ThreadLocal<Pending>? _local;
+    private readonly List<Pending> _all = [];
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly CancellationTokenSource _stop = new();
     private readonly Task _pump = Task.CompletedTask;
     private readonly string? _path;
     private readonly bool _combined;
     private Stream? _output;
     private int _reopen;
     private long _dropped;
+    // 1 while the writer waits for a first line; the thread whose line ends that wait wakes it.
+    private int _sleeping;
+    // Set when disposing starts or the output failed: lines written after it are dropped.
+    private volatile bool _closed;
 
     private AccessLog(Stream? output, string? path = null, bool combined = false)
     {
@@ -43,22 +48,16 @@ public sealed class AccessLog : IAsyncDisposable
         {
             return;
         }
-        _channel = Channel.CreateBounded<(byte[], int)>(new BoundedChannelOptions(Capacity)
-        {
-            SingleReader = true,
-            // Wait, not DropWrite: with DropWrite, TryWrite reports success for a line it drops,
-            // so drops went uncounted. Nothing waits: a full channel makes TryWrite return false.
-            FullMode = BoundedChannelFullMode.Wait,
-        });
+        _local = new ThreadLocal<Pending>(Register);
         _pump = Task.Run(PumpAsync);
     }
 
     /// <summary>A log that writes nothing.</summary>
     public static AccessLog Disabled { get; } = new(null);
 
-    public bool Enabled => _channel is not null;
+    public bool Enabled => _local is not null;
 
-    /// <summary>Lines dropped because the writer could not keep up.</summary>
+    /// <summary>Lines dropped because the writer could not keep up or the output failed.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
     /// <summary>A log that writes its lines to <paramref name="output"/> (tests, embedding apps).</summary>
@@ -89,36 +88,73 @@ public sealed class AccessLog : IAsyncDisposable
     private static FileStream OpenFile(string path) =>
         new(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, useAsync: true);
 
+    /// <summary>One thread's lines waiting for the writer. Kept in <see cref="_all"/>, so lines of a thread that ended are still written.</summary>
+    private sealed class Pending
+    {
+        public readonly Thread Owner = Thread.CurrentThread;
+        public ArrayBufferWriter<byte> Lines = new(16 * 1024);
+        // Only the writer touches this one: the buffer it wrote last, handed back empty at the next swap.
+        public ArrayBufferWriter<byte> Spare = new(16 * 1024);
+        public Utf8JsonWriter? Json;
+    }
+
+    private Pending Register()
+    {
+        var pending = new Pending();
+        lock (_all)
+        {
+            _all.Add(pending);
+        }
+        return pending;
+    }
+
     public void Write(HttpContext context, RequestRecord record)
     {
-        if (_channel is null)
+        if (_local is null)
         {
             return;
         }
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
-        buffer.ResetWrittenCount();
-        if (_combined)
+        var pending = _local.Value!;
+        int before, after;
+        lock (pending)
         {
-            CombinedLine.Write(buffer, context, record);
+            var lines = pending.Lines;
+            before = lines.WrittenCount;
+            if (_closed || before >= PendingLimit)
+            {
+                Interlocked.Increment(ref _dropped);
+                return;
+            }
+            if (_combined)
+            {
+                CombinedLine.Write(lines, context, record);
+            }
+            else
+            {
+                // The relaxed encoder still escapes control characters and quotes (a log line cannot
+                // be split or forged) but leaves '+', '<', '&' and non-ASCII as they are: this is a
+                // log file, not HTML, and escaping the '+' of every timestamp cost time on every line.
+                var json = pending.Json ??= new Utf8JsonWriter(lines, new JsonWriterOptions { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+                json.Reset(lines);
+                WriteLine(json, context, record);
+                json.Flush();
+            }
+            lines.Write("\n"u8);
+            after = lines.WrittenCount;
         }
-        else
+        if (before == 0)
         {
-            // The relaxed encoder still escapes control characters and quotes (a log line cannot be
-            // split or forged) but leaves '+', '<', '&' and non-ASCII as they are: this is a log
-            // file, not HTML, and escaping the '+' of every timestamp cost time on every line.
-            var json = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-            json.Reset(buffer);
-            WriteLine(json, context, record);
-            json.Flush();
+            // Full fence on both sides (this exchange, the writer's before it rescans): a first
+            // line is either seen by the rescan or wakes the writer.
+            if (Interlocked.CompareExchange(ref _sleeping, 0, 1) == 1)
+            {
+                _wake.Release();
+            }
         }
-        buffer.Write("\n"u8);
-
-        var line = ArrayPool<byte>.Shared.Rent(buffer.WrittenCount);
-        buffer.WrittenSpan.CopyTo(line);
-        if (!_channel.Writer.TryWrite((line, buffer.WrittenCount)))
+        else if (before < WakeEarly && after >= WakeEarly)
         {
-            ArrayPool<byte>.Shared.Return(line);
-            Interlocked.Increment(ref _dropped);
+            // A burst: have it written now rather than let it grow towards the limit.
+            _wake.Release();
         }
     }
 
@@ -146,6 +182,25 @@ public sealed class AccessLog : IAsyncDisposable
     private static readonly JsonEncodedText N_attempts = JsonEncodedText.Encode("attempts");
     private static readonly JsonEncodedText N_result = JsonEncodedText.Encode("result");
 
+    // Values that come from configuration or a fixed set (route, pool, backend, error code,
+    // method, protocol) repeat on every line: encoded once per string instance and kept while that
+    // string lives, instead of transcoded and checked for escapes on every line.
+    private static readonly ConditionalWeakTable<string, StrongBox<JsonEncodedText>> Encoded = [];
+
+    private static void WriteKnown(Utf8JsonWriter json, JsonEncodedText name, string? value)
+    {
+        if (value is null)
+        {
+            json.WriteNull(name);
+            return;
+        }
+        if (!Encoded.TryGetValue(value, out var encoded))
+        {
+            encoded = Encoded.GetValue(value, static v => new StrongBox<JsonEncodedText>(JsonEncodedText.Encode(v, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)));
+        }
+        json.WriteString(name, encoded.Value);
+    }
+
     internal static void WriteLine(Utf8JsonWriter json, HttpContext context, RequestRecord record)
     {
         var request = context.Request;
@@ -162,15 +217,24 @@ public sealed class AccessLog : IAsyncDisposable
         {
             json.WriteNull(N_client);
         }
-        json.WriteString(N_method, request.Method);
-        json.WriteString(N_host, request.Host.Value);
+        WriteKnown(json, N_method, request.Method);
+        // The Host header as received (HTTP/2's :authority arrives as Host), without building a HostString.
+        var host = request.Headers.Host;
+        if (host.Count == 0)
+        {
+            json.WriteNull(N_host);
+        }
+        else
+        {
+            json.WriteString(N_host, host.ToString());
+        }
         json.WriteString(N_path, request.Path.Value);
-        json.WriteString(N_protocol, request.Protocol);
+        WriteKnown(json, N_protocol, request.Protocol);
         json.WriteNumber(N_status, record.Status);
-        json.WriteString(N_route, record.Route);
-        json.WriteString(N_pool, record.Pool);
-        json.WriteString(N_backend, record.Backend);
-        json.WriteString(N_error, ErrorCodes.Code(record.Error));
+        WriteKnown(json, N_route, record.Route);
+        WriteKnown(json, N_pool, record.Pool);
+        WriteKnown(json, N_backend, record.Backend);
+        WriteKnown(json, N_error, ErrorCodes.Code(record.Error));
         WriteMs(json, N_upstream_connect_ms, record.ConnectMs);
         WriteMs(json, N_ttfb_ms, record.TimeToFirstByteMs);
         WriteMs(json, N_duration_ms, record.ElapsedMs);
@@ -191,8 +255,8 @@ public sealed class AccessLog : IAsyncDisposable
             foreach (var attempt in attempts)
             {
                 json.WriteStartObject();
-                json.WriteString(N_backend, attempt.Backend);
-                json.WriteString(N_result, attempt.Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempt.Result));
+                WriteKnown(json, N_backend, attempt.Backend);
+                WriteKnown(json, N_result, attempt.Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempt.Result));
                 if (attempt.Status != 0)
                 {
                     json.WriteNumber(N_status, attempt.Status);
@@ -210,72 +274,72 @@ public sealed class AccessLog : IAsyncDisposable
         if (ms < 0)
         {
             json.WriteNull(name);
+            return;
         }
-        else
+        // Three decimals, trailing zeros dropped, written from integers: formatting a double (or
+        // an integer with a "D3" format) costs several times more.
+        var micros = (long)Math.Round(ms * 1000, MidpointRounding.AwayFromZero);
+        Span<byte> text = stackalloc byte[32];
+        (micros / 1000).TryFormat(text, out var n, default, System.Globalization.CultureInfo.InvariantCulture);
+        var fraction = (int)(micros % 1000);
+        if (fraction != 0)
         {
-            // Three decimals, written as integers: formatting a double costs several times more.
-            var micros = (long)Math.Round(ms * 1000, MidpointRounding.AwayFromZero);
-            Span<byte> text = stackalloc byte[32];
-            (micros / 1000).TryFormat(text, out var n, default, System.Globalization.CultureInfo.InvariantCulture);
-            var fraction = (int)(micros % 1000);
-            if (fraction != 0)
+            text[n++] = (byte)'.';
+            text[n++] = (byte)('0' + (fraction / 100));
+            text[n++] = (byte)('0' + (fraction / 10 % 10));
+            text[n++] = (byte)('0' + (fraction % 10));
+            while (text[n - 1] == (byte)'0')
             {
-                text[n++] = (byte)'.';
-                fraction.TryFormat(text[n..], out var digits, "D3", System.Globalization.CultureInfo.InvariantCulture);
-                n += digits;
-                while (text[n - 1] == (byte)'0')
-                {
-                    n--;
-                }
+                n--;
             }
-            json.WritePropertyName(name);
-            json.WriteRawValue(text[..n], skipInputValidation: true);
         }
+        json.WritePropertyName(name);
+        json.WriteRawValue(text[..n], skipInputValidation: true);
     }
 
     private async Task PumpAsync()
     {
-        var reader = _channel!.Reader;
-        var batch = new ArrayBufferWriter<byte>(BatchBytes);
+        var stop = _stop.Token;
+        var snapshot = new List<Pending>();
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            while (true)
             {
+                var closing = _closed;
                 if (_path is not null && Interlocked.Exchange(ref _reopen, 0) == 1)
                 {
                     await ReopenAsync(_path).ConfigureAwait(false);
                 }
-                // Gather a burst of lines into one write: one system call per burst, not per line.
-                while (reader.TryRead(out var item))
+                if (!await WriteAllAsync(snapshot).ConfigureAwait(false))
                 {
-                    if (batch.WrittenCount + item.Length > BatchBytes && batch.WrittenCount > 0)
+                    if (closing)
                     {
-                        await _output!.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
-                        batch.ResetWrittenCount();
+                        return; // a last pass after closing found nothing left
                     }
-                    item.Buffer.AsSpan(0, item.Length).CopyTo(batch.GetSpan(item.Length));
-                    batch.Advance(item.Length);
-                    ArrayPool<byte>.Shared.Return(item.Buffer);
+                    // Nothing came in a whole interval: sleep until a first line, rather than
+                    // waking 100 times a second on an idle proxy.
+                    Interlocked.Exchange(ref _sleeping, 1);
+                    if (!HasLines(snapshot) && !_closed)
+                    {
+                        await ((Task)_wake.WaitAsync(stop)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    }
+                    Interlocked.Exchange(ref _sleeping, 0);
+                    continue;
                 }
-                if (batch.WrittenCount > 0)
+                if (closing)
                 {
-                    await _output!.WriteAsync(batch.WrittenMemory).ConfigureAwait(false);
-                    batch.ResetWrittenCount();
+                    continue; // drain until a pass finds nothing
                 }
-                await _output!.FlushAsync().ConfigureAwait(false);
-                // Let lines gather before waking again: waking the writer for every line costs a
-                // thread-pool dispatch per request under load. A line waits at most this long.
-                if (!reader.Completion.IsCompleted)
-                {
-                    await Task.Delay(GatherInterval).ConfigureAwait(false);
-                }
+                // Let lines gather: one write per burst, not per line. A line waits at most this
+                // long, less when a thread's lines pass WakeEarly.
+                await ((Task)_wake.WaitAsync(GatherInterval, stop)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
         catch (Exception e)
         {
             // The output failed (a closed pipe, a full disk): stop logging rather than take the
-            // process down, say so once, and give back every buffer still queued.
-            _channel.Writer.TryComplete();
+            // process down, say so once, and count every line still pending as dropped.
+            _closed = true;
             try
             {
                 await Console.Error.WriteLineAsync($"fulcrum: the access log stopped: {e.Message}").ConfigureAwait(false);
@@ -284,12 +348,75 @@ public sealed class AccessLog : IAsyncDisposable
             {
                 // stderr itself was the log that failed.
             }
-            while (reader.TryRead(out var item))
+            foreach (var pending in Snapshot(snapshot))
             {
-                ArrayPool<byte>.Shared.Return(item.Buffer);
-                Interlocked.Increment(ref _dropped);
+                lock (pending)
+                {
+                    Interlocked.Add(ref _dropped, pending.Lines.WrittenSpan.Count((byte)'\n'));
+                    pending.Lines.ResetWrittenCount();
+                }
             }
         }
+    }
+
+    private List<Pending> Snapshot(List<Pending> into)
+    {
+        into.Clear();
+        lock (_all)
+        {
+            into.AddRange(_all);
+        }
+        return into;
+    }
+
+    private static bool HasLines(List<Pending> all)
+    {
+        foreach (var pending in all)
+        {
+            lock (pending)
+            {
+                if (pending.Lines.WrittenCount > 0)
+                {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Takes every thread's pending lines and writes them; false when there were none.</summary>
+    private async ValueTask<bool> WriteAllAsync(List<Pending> snapshot)
+    {
+        var wrote = false;
+        foreach (var pending in Snapshot(snapshot))
+        {
+            ArrayBufferWriter<byte> taken;
+            lock (pending)
+            {
+                if (pending.Lines.WrittenCount == 0)
+                {
+                    if (!pending.Owner.IsAlive)
+                    {
+                        lock (_all)
+                        {
+                            _all.Remove(pending);
+                        }
+                    }
+                    continue;
+                }
+                taken = pending.Lines;
+                pending.Lines = pending.Spare;
+                pending.Spare = taken;
+            }
+            await _output!.WriteAsync(taken.WrittenMemory).ConfigureAwait(false);
+            taken.ResetWrittenCount();
+            wrote = true;
+        }
+        if (wrote)
+        {
+            await _output!.FlushAsync().ConfigureAwait(false);
+        }
+        return wrote;
     }
 
     /// <summary>
@@ -315,15 +442,20 @@ public sealed class AccessLog : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (_channel is null)
+        if (_local is null)
         {
             return;
         }
-        _channel.Writer.TryComplete();
+        // Lines written from here on are dropped and counted; the writer drains what is pending.
+        _closed = true;
+        _stop.Cancel();
         await _pump.ConfigureAwait(false);
         if (_output is FileStream)
         {
             await _output.DisposeAsync().ConfigureAwait(false);
         }
+        _local.Dispose();
+        _stop.Dispose();
+        _wake.Dispose();
     }
 }
