@@ -14,7 +14,7 @@ internal static class DemoCommand
 {
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var port = new Option<int>("--port", "-p") { Description = "Port Fulcrum listens on", DefaultValueFactory = _ => 8080 };
+        var port = new Option<int>("--port", "-p") { Description = "Port Fulcrum listens on (0: any free port, printed)", DefaultValueFactory = _ => 8080 };
         var command = new Command("demo", "Run Fulcrum in front of three demo backends on this machine") { port };
         command.SetAction(async (parse, _) =>
         {
@@ -37,8 +37,8 @@ internal static class DemoCommand
                     }
                     return 1;
                 }
-                var url = $"http://127.0.0.1:{parse.GetValue(port).ToString(CultureInfo.InvariantCulture)}";
-                return await RunCommand.RunAsync(loaded.Config!, output, error, server => PrintGuide(error, url, path, backends, server)).ConfigureAwait(false);
+                // The port actually bound, so that --port 0 (any free port) prints a usable address.
+                return await RunCommand.RunAsync(loaded.Config!, output, error, server => PrintGuide(error, $"http://127.0.0.1:{server.ListenerEndPoint("web").Port.ToString(CultureInfo.InvariantCulture)}", path, backends, server)).ConfigureAwait(false);
             }
             finally
             {
