@@ -18,6 +18,10 @@
 #                                      runtime setting against the default in the same run;
 #                                      ALT_PUBLISH="-p:PublishReadyToRun=true -r linux-x64": the
 #                                      same, for a fulcrum-alt published with those options;
+#                                      CEILING=1: adds target "ceiling", bench/Fulcrum.Bench.Ceiling,
+#                                      Kestrel plus a bare HTTP/1.1 client on Pipelines (not a
+#                                      proxy: GET only, no features), what a dedicated upstream
+#                                      pool could reach at most;
 #                                      NOTE="what changed": a line under the dated heading;
 #                                      DOC=docs/performance.md: where the dated table is appended,
 #                                      DOC= to only print it)
@@ -27,7 +31,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-"64 256"}
-B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204 P_ALT=19205
+B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204 P_ALT=19205 P_CEILING=19206
 
 need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
@@ -143,8 +147,14 @@ if [ -n "${ALT_ENV:-}${ALT_PUBLISH:-}" ]; then
   env ${ALT_ENV:-} $LB_CPU "$alt_bin" run -c "$work/fulcrum-alt.yaml" 2>"$work/alt.err" & pids+=($!); alt_pid=$!
 fi
 
+ceiling_pid=""
+if [ "${CEILING:-0}" = 1 ]; then
+  dotnet publish bench/Fulcrum.Bench.Ceiling -c Release -o "$work/ceiling" --nologo -v quiet >/dev/null
+  $LB_CPU "$work/ceiling/Fulcrum.Bench.Ceiling" "$P_CEILING" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/ceiling.err" & pids+=($!); ceiling_pid=$!
+fi
+
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED ${alt_pid:+$P_ALT}; do wait_port "$p"; done
+for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED ${alt_pid:+$P_ALT} ${ceiling_pid:+$P_CEILING}; do wait_port "$p"; done
 for p in $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED; do
   body=$(curl -s "http://127.0.0.1:$p/") || true
   [ "$body" = "hello world!" ] || { echo "port $p answered '$body'" >&2; exit 1; }
@@ -176,10 +186,11 @@ measure() {
     END { printf "%.0f %.3f %.3f %.3f\n", rps, p50, p99, (n > 0 ? cpu / tick / n * 100000 : 0) }' <<<"$out"
 }
 
-declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [fulcrum-alt]=$P_ALT)
-declare -A pid_of=([fulcrum]=$fulcrum_pid [fulcrum-observed]=$observed_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid [fulcrum-alt]=$alt_pid)
+declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [fulcrum-alt]=$P_ALT [ceiling]=$P_CEILING)
+declare -A pid_of=([fulcrum]=$fulcrum_pid [fulcrum-observed]=$observed_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid [fulcrum-alt]=$alt_pid [ceiling]=$ceiling_pid)
 read -r -a targets <<<"${TARGETS:-fulcrum fulcrum-observed nginx haproxy}"
 if [ -n "$alt_pid" ]; then targets+=(fulcrum-alt); fi
+if [ -n "$ceiling_pid" ]; then targets+=(ceiling); fi
 
 echo "warming up..." >&2
 for t in "${targets[@]}"; do $LOAD_CPU wrk -t1 -c64 -d3s "http://127.0.0.1:${port_of[$t]}/" >/dev/null; done
@@ -204,7 +215,7 @@ echo "## $(date -u '+%Y-%m-%d %H:%M') UTC, recorded by bench/run.sh"
 echo
 [ -n "${NOTE:-}" ] && { echo "$NOTE"; echo; }
 echo "$(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds (medians); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' plus uncommitted changes')."
-echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
+echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH CEILING; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
 echo
 ALT="${ALT_ENV:-} ${ALT_PUBLISH:-}" python3 - "$results" <<'PY'
 import os, sys, statistics
@@ -235,6 +246,13 @@ for conns in sorted({c for c, _ in med}):
                 o = med[(conns, other)]
                 print(f"| {conns} | fulcrum-observed/{other} | {obs[0]/o[0]:.2f} | {obs[1]/o[1]:.2f} | {obs[2]/o[2]:.2f} | {obs[3]/o[3]:.2f} |")
         print(f"| {conns} | fulcrum-observed/fulcrum (metrics + access log on vs off) | {obs[0]/f[0]:.2f} | {obs[1]/f[1]:.2f} | {obs[2]/f[2]:.2f} | {obs[3]/f[3]:.2f} |")
+    ceiling = med.get((conns, "ceiling"))
+    if ceiling:
+        for other in ("nginx", "haproxy"):
+            if (conns, other) in med:
+                o = med[(conns, other)]
+                print(f"| {conns} | ceiling/{other} (bare Pipelines HTTP/1.1 client, not a proxy) | {ceiling[0]/o[0]:.2f} | {ceiling[1]/o[1]:.2f} | {ceiling[2]/o[2]:.2f} | {ceiling[3]/o[3]:.2f} |")
+        print(f"| {conns} | fulcrum/ceiling | {f[0]/ceiling[0]:.2f} | {f[1]/ceiling[1]:.2f} | {f[2]/ceiling[2]:.2f} | {f[3]/ceiling[3]:.2f} |")
     alt = med.get((conns, "fulcrum-alt"))
     if alt:
         print(f"| {conns} | fulcrum-alt/fulcrum ({os.environ.get('ALT', '').strip()}) | {alt[0]/f[0]:.2f} | {alt[1]/f[1]:.2f} | {alt[2]/f[2]:.2f} | {alt[3]/f[3]:.2f} |")
