@@ -231,31 +231,24 @@ for (conns, target), (rps, p50, p99, cpu) in sorted(med.items()):
 print()
 print("| connections | ratio | requests/s | p50 | p99 | CPU per request |")
 print("| --- | --- | --- | --- | --- | --- |")
+
+def ratio(conns, a, b, label=None):
+    """One row: target a over target b, when both ran."""
+    if (conns, a) in med and (conns, b) in med:
+        x, y = med[(conns, a)], med[(conns, b)]
+        print(f"| {conns} | {label or a + '/' + b} | {x[0]/y[0]:.2f} | {x[1]/y[1]:.2f} | {x[2]/y[2]:.2f} | {x[3]/y[3]:.2f} |")
+
 for conns in sorted({c for c, _ in med}):
-    f = med[(conns, "fulcrum")]
     for other in ("nginx", "haproxy"):
-        if (conns, other) not in med:
-            continue
-        o = med[(conns, other)]
-        print(f"| {conns} | fulcrum/{other} | {f[0]/o[0]:.2f} | {f[1]/o[1]:.2f} | {f[2]/o[2]:.2f} | {f[3]/o[3]:.2f} |")
-    obs = med.get((conns, "fulcrum-observed"))
-    if obs:
-        # Issue 9's goal is stated with metrics and the access log on: these are its ratios.
-        for other in ("nginx", "haproxy"):
-            if (conns, other) in med:
-                o = med[(conns, other)]
-                print(f"| {conns} | fulcrum-observed/{other} | {obs[0]/o[0]:.2f} | {obs[1]/o[1]:.2f} | {obs[2]/o[2]:.2f} | {obs[3]/o[3]:.2f} |")
-        print(f"| {conns} | fulcrum-observed/fulcrum (metrics + access log on vs off) | {obs[0]/f[0]:.2f} | {obs[1]/f[1]:.2f} | {obs[2]/f[2]:.2f} | {obs[3]/f[3]:.2f} |")
-    ceiling = med.get((conns, "ceiling"))
-    if ceiling:
-        for other in ("nginx", "haproxy"):
-            if (conns, other) in med:
-                o = med[(conns, other)]
-                print(f"| {conns} | ceiling/{other} (bare Pipelines HTTP/1.1 client, not a proxy) | {ceiling[0]/o[0]:.2f} | {ceiling[1]/o[1]:.2f} | {ceiling[2]/o[2]:.2f} | {ceiling[3]/o[3]:.2f} |")
-        print(f"| {conns} | fulcrum/ceiling | {f[0]/ceiling[0]:.2f} | {f[1]/ceiling[1]:.2f} | {f[2]/ceiling[2]:.2f} | {f[3]/ceiling[3]:.2f} |")
-    alt = med.get((conns, "fulcrum-alt"))
-    if alt:
-        print(f"| {conns} | fulcrum-alt/fulcrum ({os.environ.get('ALT', '').strip()}) | {alt[0]/f[0]:.2f} | {alt[1]/f[1]:.2f} | {alt[2]/f[2]:.2f} | {alt[3]/f[3]:.2f} |")
+        ratio(conns, "fulcrum", other)
+    # Issue 9's goal is stated with metrics and the access log on: these are its ratios.
+    for other in ("nginx", "haproxy"):
+        ratio(conns, "fulcrum-observed", other)
+    ratio(conns, "fulcrum-observed", "fulcrum", "fulcrum-observed/fulcrum (metrics + access log on vs off)")
+    for other in ("nginx", "haproxy"):
+        ratio(conns, "ceiling", other, f"ceiling/{other} (bare Pipelines HTTP/1.1 client, not a proxy)")
+    ratio(conns, "fulcrum", "ceiling")
+    ratio(conns, "fulcrum-alt", "fulcrum", f"fulcrum-alt/fulcrum ({os.environ.get('ALT', '').strip()})")
 PY
 } >"$report"
 cat "$report"
