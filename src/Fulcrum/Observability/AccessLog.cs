@@ -114,6 +114,12 @@ public sealed class AccessLog : IAsyncDisposable
         {
             return;
         }
+        if (_closed)
+        {
+            // Stopping (a request that outlived shutdown) or the output failed.
+            Interlocked.Increment(ref _dropped);
+            return;
+        }
         var pending = _local.Value!;
         int before, after;
         lock (pending)
@@ -454,8 +460,8 @@ public sealed class AccessLog : IAsyncDisposable
         {
             await _output.DisposeAsync().ConfigureAwait(false);
         }
-        _local.Dispose();
+        // The thread-local table and the wake-up semaphore are left to the collector: a request
+        // that outlives shutdown may still call Write, which must count its line, not throw.
         _stop.Dispose();
-        _wake.Dispose();
     }
 }

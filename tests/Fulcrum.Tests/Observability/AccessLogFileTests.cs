@@ -139,6 +139,21 @@ public class AccessLogFormatTests
     }
 
     [Fact]
+    public async Task A_line_written_after_the_log_is_disposed_is_counted_as_dropped_not_thrown()
+    {
+        var sink = new Fulcrum.Tests.TestSupport.LogSink();
+        var log = AccessLog.ToStream(sink);
+        var context = new DefaultHttpContext();
+        log.Write(context, new RequestRecord("before"));
+        await log.DisposeAsync();
+        log.Write(context, new RequestRecord("after"));
+        await Task.Run(() => log.Write(context, new RequestRecord("after, from another thread")));
+        Assert.Equal(2, log.Dropped);
+        Assert.Contains("\"before\"", sink.Text, StringComparison.Ordinal);
+        Assert.DoesNotContain("after", sink.Text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_line_on_an_idle_log_is_written_promptly_and_so_is_the_next_after_a_quiet_spell()
     {
         var sink = new Fulcrum.Tests.TestSupport.LogSink();
