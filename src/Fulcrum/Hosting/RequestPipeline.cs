@@ -330,13 +330,22 @@ internal sealed partial class RequestPipeline
         }
     }
 
-    private static BackendState[] WithRoom(BackendState[] candidates, LimitsConfig limits)
+    private static BackendState[] WithRoom(BackendState[] candidates, LimitsConfig limits) =>
+        Filter(candidates, limits, static (b, limits) => b.MaxRequests(limits) is var max && (max <= 0 || b.InFlight < max));
+
+    /// <summary>
+    /// The candidates that <paramref name="keep"/> accepts, in order: the same array when it accepts
+    /// them all (the common case, which then allocates nothing), else a new one. Each candidate is
+    /// judged once: a count taken in one pass and a copy in a second could disagree when another
+    /// request changed a backend's in-flight count in between.
+    /// </summary>
+    private static BackendState[] Filter<TState>(BackendState[] candidates, TState state, Func<BackendState, TState, bool> keep)
     {
+        Span<bool> kept = candidates.Length <= 256 ? stackalloc bool[candidates.Length] : new bool[candidates.Length];
         var count = 0;
-        foreach (var b in candidates)
+        for (var i = 0; i < candidates.Length; i++)
         {
-            var max = b.MaxRequests(limits);
-            if (max <= 0 || b.InFlight < max)
+            if (kept[i] = keep(candidates[i], state))
             {
                 count++;
             }
@@ -345,17 +354,16 @@ internal sealed partial class RequestPipeline
         {
             return candidates;
         }
-        var room = new BackendState[count];
-        var i = 0;
-        foreach (var b in candidates)
+        var result = new BackendState[count];
+        var next = 0;
+        for (var i = 0; i < candidates.Length; i++)
         {
-            var max = b.MaxRequests(limits);
-            if (max <= 0 || b.InFlight < max)
+            if (kept[i])
             {
-                room[i++] = b;
+                result[next++] = candidates[i];
             }
         }
-        return room;
+        return result;
     }
 
     private static readonly FrozenSet<string> IdempotentMethods =
@@ -420,31 +428,8 @@ internal sealed partial class RequestPipeline
 #pragma warning restore CA5394
     }
 
-    private static BackendState[] StillAvailable(BackendState[] candidates, BackendState[] available)
-    {
-        var keep = 0;
-        foreach (var c in candidates)
-        {
-            if (Array.IndexOf(available, c) >= 0)
-            {
-                keep++;
-            }
-        }
-        if (keep == candidates.Length)
-        {
-            return candidates;
-        }
-        var result = new BackendState[keep];
-        var i = 0;
-        foreach (var c in candidates)
-        {
-            if (Array.IndexOf(available, c) >= 0)
-            {
-                result[i++] = c;
-            }
-        }
-        return result;
-    }
+    private static BackendState[] StillAvailable(BackendState[] candidates, BackendState[] available) =>
+        Filter(candidates, available, static (c, available) => Array.IndexOf(available, c) >= 0);
 
     private static BackendState[] Without(BackendState[] candidates, BackendState tried)
     {
