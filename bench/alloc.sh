@@ -5,27 +5,12 @@
 # Usage: bench/alloc.sh        (env: CONNECTIONS=64 DURATION=10; FULCRUM_ALLOC_TYPES=1 adds bytes by type)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+need_tools nginx wrk
+NGINX=$(tool_path nginx)
 work=$(mktemp -d /tmp/fulcrum-alloc.XXXXXX)
-cat >"$work/backends.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/backends.pid;
-error_log $work/backends.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:19111; location / { return 200 "hello world!\n"; } }
-  server { listen 127.0.0.1:19112; location / { return 200 "hello world!\n"; } }
-}
-CONF
+backends_conf "$work" 19111 19112
 "$NGINX" -c "$work/backends.conf" -e "$work/backends.err" & nginx_pid=$!
 trap 'kill $nginx_pid 2>/dev/null || true; wait $nginx_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 dotnet build bench/Fulcrum.Bench.Alloc -c Release -v quiet --nologo >/dev/null

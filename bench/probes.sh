@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BACKENDS=${BACKENDS:-1000} INTERVAL=${INTERVAL:-1s} WARMUP=${WARMUP:-10} DURATION=${DURATION:-30}
 FIRST_PORT=20000
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+. bench/lib.sh
+need_tools nginx
+NGINX=$(tool_path nginx)
 
 work=$(mktemp -d /tmp/fulcrum-probes.XXXXXX)
 pids=()

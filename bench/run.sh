@@ -33,16 +33,11 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-"64 256"}
 B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204 P_ALT=19205 P_CEILING=19206
 
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]} with apt-get" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+need_tools nginx haproxy wrk
+NGINX=$(tool_path nginx)
+HAPROXY=$(tool_path haproxy)
 
 work=$(mktemp -d /tmp/fulcrum-bench.XXXXXX)
 pids=()
@@ -66,19 +61,7 @@ if [ -n "${ALT_PUBLISH:-}" ]; then
   alt_bin="$work/fulcrum-alt/fulcrum"
 fi
 
-cat >"$work/backends.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/backends.pid;
-error_log $work/backends.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$B1; location / { return 200 "hello world!\n"; } }
-  server { listen 127.0.0.1:$B2; location / { return 200 "hello world!\n"; } }
-}
-CONF
+backends_conf "$work" "$B1" "$B2"
 cat >"$work/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
@@ -114,26 +97,21 @@ backend backends
   server b1 127.0.0.1:$B1
   server b2 127.0.0.1:$B2
 CONF
-cat >"$work/fulcrum.yaml" <<CONF
-listeners: [{ name: web, address: 127.0.0.1:$P_FULCRUM }]
+# fulcrum_yaml PORT LINES: the balancer Fulcrum runs as, with LINES (access log and metrics) added.
+fulcrum_yaml() {
+  cat <<CONF
+listeners: [{ name: web, address: 127.0.0.1:$1 }]
 routes: [{ name: all, pool: backends }]
 pools:
   - name: backends
     balancing: round_robin
     backends: [127.0.0.1:$B1, 127.0.0.1:$B2]
-access_log: { enabled: false }
-metrics: { enabled: false }
+$2
 CONF
+}
+fulcrum_yaml "$P_FULCRUM" $'access_log: { enabled: false }\nmetrics: { enabled: false }' >"$work/fulcrum.yaml"
 # The same with metrics and a JSON access log to a file on: what observability costs.
-cat >"$work/fulcrum-observed.yaml" <<CONF
-listeners: [{ name: web, address: 127.0.0.1:$P_OBSERVED }]
-routes: [{ name: all, pool: backends }]
-pools:
-  - name: backends
-    balancing: round_robin
-    backends: [127.0.0.1:$B1, 127.0.0.1:$B2]
-access_log: { path: $work/access.log }
-CONF
+fulcrum_yaml "$P_OBSERVED" "access_log: { path: $work/access.log }" >"$work/fulcrum-observed.yaml"
 
 $LOAD_CPU "$NGINX" -c "$work/backends.conf" -e "$work/backends.err" & pids+=($!)
 $LB_CPU "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err" & pids+=($!); nginx_pid=$!

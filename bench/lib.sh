@@ -1,0 +1,39 @@
+# Shared by the bench scripts (sourced, not run): installing what they need, and the nginx
+# backends that answer the 13-byte body they all measure against.
+
+# need_tools TOOL...: installs with apt-get those of TOOL (Debian package names that are also the
+# command names) that are not on PATH or in /usr/sbin.
+need_tools() {
+  local missing=() t
+  for t in "$@"; do
+    command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || missing+=("$t")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# tool_path TOOL: the command's path (nginx and haproxy live in /usr/sbin, often not on PATH).
+tool_path() { command -v "$1" || echo "/usr/sbin/$1"; }
+
+# backends_conf DIR PORT...: writes DIR/backends.conf, one nginx worker with a server on each
+# 127.0.0.1:PORT answering "hello world!\n" (13 bytes), keep-alive without limit, no access log.
+backends_conf() {
+  local dir=$1 port servers=""
+  shift
+  for port in "$@"; do
+    servers+="  server { listen 127.0.0.1:$port; location / { return 200 \"hello world!\\n\"; } }"$'\n'
+  done
+  cat >"$dir/backends.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $dir/backends.pid;
+error_log $dir/backends.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+$servers}
+CONF
+}
