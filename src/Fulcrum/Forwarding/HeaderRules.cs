@@ -43,20 +43,19 @@ internal static class HeaderRules
             {
                 continue; // set by the forwarder, per the pool's host_header mode
             }
-            var values = header.Value;
-            // One value (nearly always) goes in as a string: boxing StringValues as an
-            // IEnumerable<string> cost an object and an enumerator per header.
-            var added = values.Count == 1
-                ? destination.Headers.TryAddWithoutValidation(name, values[0])
-                : destination.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!);
-            if (!added && destination.Content is { } content)
+            if (!TryAdd(destination.Headers, name, header.Value) && destination.Content is { } content)
             {
                 // A content header (Content-Type, Content-Length …): it belongs on the content.
-                _ = values.Count == 1
-                    ? content.Headers.TryAddWithoutValidation(name, values[0])
-                    : content.Headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!);
+                TryAdd(content.Headers, name, header.Value);
             }
         }
+
+        // One value (nearly always) goes in as a string: boxing StringValues as an
+        // IEnumerable<string> cost an object and an enumerator per header.
+        static bool TryAdd(HttpHeaders headers, string name, StringValues values) =>
+            values.Count == 1
+                ? headers.TryAddWithoutValidation(name, values[0])
+                : headers.TryAddWithoutValidation(name, (IEnumerable<string>)values!);
     }
 
     /// <summary>
