@@ -1,6 +1,4 @@
 using System.Buffers;
-using System.Runtime.CompilerServices;
-using System.Text.Json;
 using Fulcrum.Configuration;
 using Fulcrum.Forwarding;
 using Microsoft.AspNetCore.Http;
@@ -95,7 +93,6 @@ public sealed class AccessLog : IAsyncDisposable
         public ArrayBufferWriter<byte> Lines = new(16 * 1024);
         // Only the writer touches this one: the buffer it wrote last, handed back empty at the next swap.
         public ArrayBufferWriter<byte> Spare = new(16 * 1024);
-        public Utf8JsonWriter? Json;
     }
 
     private Pending Register()
@@ -137,13 +134,7 @@ public sealed class AccessLog : IAsyncDisposable
             }
             else
             {
-                // The relaxed encoder still escapes control characters and quotes (a log line cannot
-                // be split or forged) but leaves '+', '<', '&' and non-ASCII as they are: this is a
-                // log file, not HTML, and escaping the '+' of every timestamp cost time on every line.
-                var json = pending.Json ??= new Utf8JsonWriter(lines, new JsonWriterOptions { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-                json.Reset(lines);
-                WriteLine(json, context, record);
-                json.Flush();
+                JsonLine.Write(lines, context, record);
             }
             lines.Write("\n"u8);
             after = lines.WrittenCount;
@@ -162,145 +153,6 @@ public sealed class AccessLog : IAsyncDisposable
             // A burst: have it written now rather than let it grow towards the limit.
             _wake.Release();
         }
-    }
-
-    // Property names encoded once: writing a string name transcodes and checks it on every line.
-    private static readonly JsonEncodedText N_time = JsonEncodedText.Encode("time");
-    private static readonly JsonEncodedText N_request_id = JsonEncodedText.Encode("request_id");
-    private static readonly JsonEncodedText N_trace_id = JsonEncodedText.Encode("trace_id");
-    private static readonly JsonEncodedText N_client = JsonEncodedText.Encode("client");
-    private static readonly JsonEncodedText N_method = JsonEncodedText.Encode("method");
-    private static readonly JsonEncodedText N_host = JsonEncodedText.Encode("host");
-    private static readonly JsonEncodedText N_path = JsonEncodedText.Encode("path");
-    private static readonly JsonEncodedText N_protocol = JsonEncodedText.Encode("protocol");
-    private static readonly JsonEncodedText N_status = JsonEncodedText.Encode("status");
-    private static readonly JsonEncodedText N_route = JsonEncodedText.Encode("route");
-    private static readonly JsonEncodedText N_pool = JsonEncodedText.Encode("pool");
-    private static readonly JsonEncodedText N_backend = JsonEncodedText.Encode("backend");
-    private static readonly JsonEncodedText N_error = JsonEncodedText.Encode("error");
-    private static readonly JsonEncodedText N_upstream_connect_ms = JsonEncodedText.Encode("upstream_connect_ms");
-    private static readonly JsonEncodedText N_ttfb_ms = JsonEncodedText.Encode("ttfb_ms");
-    private static readonly JsonEncodedText N_duration_ms = JsonEncodedText.Encode("duration_ms");
-    private static readonly JsonEncodedText N_bytes_in = JsonEncodedText.Encode("bytes_in");
-    private static readonly JsonEncodedText N_bytes_out = JsonEncodedText.Encode("bytes_out");
-    private static readonly JsonEncodedText N_tunnel = JsonEncodedText.Encode("tunnel");
-    private static readonly JsonEncodedText N_tunnel_closed_by = JsonEncodedText.Encode("tunnel_closed_by");
-    private static readonly JsonEncodedText N_attempts = JsonEncodedText.Encode("attempts");
-    private static readonly JsonEncodedText N_result = JsonEncodedText.Encode("result");
-
-    // Values that come from configuration or a fixed set (route, pool, backend, error code,
-    // method, protocol) repeat on every line: encoded once per string instance and kept while that
-    // string lives, instead of transcoded and checked for escapes on every line.
-    private static readonly ConditionalWeakTable<string, StrongBox<JsonEncodedText>> Encoded = [];
-
-    private static void WriteKnown(Utf8JsonWriter json, JsonEncodedText name, string? value)
-    {
-        if (value is null)
-        {
-            json.WriteNull(name);
-            return;
-        }
-        if (!Encoded.TryGetValue(value, out var encoded))
-        {
-            encoded = Encoded.GetValue(value, static v => new StrongBox<JsonEncodedText>(JsonEncodedText.Encode(v, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping)));
-        }
-        json.WriteString(name, encoded.Value);
-    }
-
-    internal static void WriteLine(Utf8JsonWriter json, HttpContext context, RequestRecord record)
-    {
-        var request = context.Request;
-        json.WriteStartObject();
-        json.WriteString(N_time, record.StartTime);
-        json.WriteString(N_request_id, record.RequestId);
-        json.WriteString(N_trace_id, record.TraceId);
-        Span<byte> client = stackalloc byte[64];
-        if (context.Connection.RemoteIpAddress is { } ip && ip.TryFormat(client, out var written))
-        {
-            json.WriteString(N_client, client[..written]);
-        }
-        else
-        {
-            json.WriteNull(N_client);
-        }
-        WriteKnown(json, N_method, request.Method);
-        // The Host header as received (HTTP/2's :authority arrives as Host), without building a HostString.
-        var host = request.Headers.Host;
-        if (host.Count == 0)
-        {
-            json.WriteNull(N_host);
-        }
-        else
-        {
-            json.WriteString(N_host, host.ToString());
-        }
-        json.WriteString(N_path, request.Path.Value);
-        WriteKnown(json, N_protocol, request.Protocol);
-        json.WriteNumber(N_status, record.Status);
-        WriteKnown(json, N_route, record.Route);
-        WriteKnown(json, N_pool, record.Pool);
-        WriteKnown(json, N_backend, record.Backend);
-        WriteKnown(json, N_error, ErrorCodes.Code(record.Error));
-        WriteMs(json, N_upstream_connect_ms, record.ConnectMs);
-        WriteMs(json, N_ttfb_ms, record.TimeToFirstByteMs);
-        WriteMs(json, N_duration_ms, record.ElapsedMs);
-        json.WriteNumber(N_bytes_in, record.BytesIn);
-        json.WriteNumber(N_bytes_out, record.BytesOut);
-        if (record.Tunnelled)
-        {
-            // The line is written when the tunnel ends: duration is its life, bytes are both ways.
-            json.WriteBoolean(N_tunnel, true);
-            if (record.TunnelClosedBy is { } by)
-            {
-                json.WriteString(N_tunnel_closed_by, by);
-            }
-        }
-        if (record.Attempts is { } attempts)
-        {
-            json.WriteStartArray(N_attempts);
-            foreach (var attempt in attempts)
-            {
-                json.WriteStartObject();
-                WriteKnown(json, N_backend, attempt.Backend);
-                WriteKnown(json, N_result, attempt.Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempt.Result));
-                if (attempt.Status != 0)
-                {
-                    json.WriteNumber(N_status, attempt.Status);
-                }
-                WriteMs(json, N_duration_ms, attempt.DurationMs);
-                json.WriteEndObject();
-            }
-            json.WriteEndArray();
-        }
-        json.WriteEndObject();
-    }
-
-    private static void WriteMs(Utf8JsonWriter json, JsonEncodedText name, double ms)
-    {
-        if (ms < 0)
-        {
-            json.WriteNull(name);
-            return;
-        }
-        // Three decimals, trailing zeros dropped, written from integers: formatting a double (or
-        // an integer with a "D3" format) costs several times more.
-        var micros = (long)Math.Round(ms * 1000, MidpointRounding.AwayFromZero);
-        Span<byte> text = stackalloc byte[32];
-        (micros / 1000).TryFormat(text, out var n, default, System.Globalization.CultureInfo.InvariantCulture);
-        var fraction = (int)(micros % 1000);
-        if (fraction != 0)
-        {
-            text[n++] = (byte)'.';
-            text[n++] = (byte)('0' + (fraction / 100));
-            text[n++] = (byte)('0' + (fraction / 10 % 10));
-            text[n++] = (byte)('0' + (fraction % 10));
-            while (text[n - 1] == (byte)'0')
-            {
-                n--;
-            }
-        }
-        json.WritePropertyName(name);
-        json.WriteRawValue(text[..n], skipInputValidation: true);
     }
 
     private async Task PumpAsync()

@@ -9,9 +9,15 @@ namespace Fulcrum.Observability;
 public sealed class RequestRecord
 {
     public RequestRecord(string requestId)
+        : this(requestId, DateTimeOffset.UtcNow)
+    {
+    }
+
+    /// <summary>A record that started at <paramref name="startTime"/> (tests).</summary>
+    internal RequestRecord(string requestId, DateTimeOffset startTime)
     {
         RequestId = requestId;
-        StartTime = DateTimeOffset.UtcNow;
+        StartTime = startTime;
         StartTimestamp = Stopwatch.GetTimestamp();
     }
 

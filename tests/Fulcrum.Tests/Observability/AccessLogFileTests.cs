@@ -271,11 +271,8 @@ public class AccessLogNumberTests
     public void Milliseconds_are_written_with_at_most_three_decimals(double ms, string expected)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        using (var json = new System.Text.Json.Utf8JsonWriter(buffer))
-        {
-            var record = new RequestRecord("id") { ConnectMs = ms, TimeToFirstByteMs = -1 };
-            AccessLog.WriteLine(json, new DefaultHttpContext(), record);
-        }
+        var record = new RequestRecord("id") { ConnectMs = ms, TimeToFirstByteMs = -1 };
+        JsonLine.Write(buffer, new DefaultHttpContext(), record);
         var line = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory).RootElement;
         Assert.Equal(expected, line.GetProperty("upstream_connect_ms").GetRawText());
         Assert.Equal(System.Text.Json.JsonValueKind.Null, line.GetProperty("ttfb_ms").ValueKind);
@@ -294,5 +291,73 @@ public class AccessLogNumberTests
         var text = sink.Text;
         Assert.Matches("\"time\":\"[0-9T:.-]+\\+00:00\"", text);
         Assert.Contains("\"path\":\"/a+b/<x>&\u00e9\\n\"", text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("/plain/path")]
+    [InlineData("/quote\"and\\backslash")]
+    [InlineData("/ctl\u0001\t\r\n\u001f\u007f")]
+    [InlineData("/caf\u00e9/\u65e5\u672c/\ud83d\ude00")]
+    [InlineData("/lone\ud800surrogate")]
+    [InlineData("")]
+    public void Every_text_field_reads_back_as_written_and_the_line_stays_one_line(string text)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Method = "P" + text;
+        context.Request.Path = text;
+        context.Request.Headers.Host = "h" + text;
+        context.Request.Protocol = "HTTP/1.1";
+        context.Connection.RemoteIpAddress = System.Net.IPAddress.IPv6Loopback;
+        var record = new RequestRecord("id" + text) { Route = "r" + text, Pool = "p", Backend = "b" + text, Status = 502, Error = Fulcrum.Forwarding.FulcrumError.ConnectRefused, Tunnelled = true, TunnelClosedBy = "tunnel_idle" };
+        record.AddAttempt(new AttemptRecord("b" + text, Fulcrum.Forwarding.FulcrumError.ConnectRefused, "refused", 0, 1.25));
+        record.AddAttempt(new AttemptRecord("c", Fulcrum.Forwarding.FulcrumError.None, null, 200, 0));
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        JsonLine.Write(buffer, context, record);
+
+        Assert.DoesNotContain((byte)'\n', buffer.WrittenSpan.ToArray());
+        var line = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory).RootElement;
+        // A lone surrogate has no UTF-8 form: it is logged as U+FFFD rather than losing the line.
+        var expected = text.Replace("\ud800", "\ufffd", StringComparison.Ordinal);
+        Assert.Equal("id" + expected, line.GetProperty("request_id").GetString());
+        Assert.Equal("P" + expected, line.GetProperty("method").GetString());
+        Assert.Equal(expected, line.GetProperty("path").GetString() ?? "");
+        Assert.Equal("h" + expected, line.GetProperty("host").GetString());
+        Assert.Equal("r" + expected, line.GetProperty("route").GetString());
+        Assert.Equal("b" + expected, line.GetProperty("backend").GetString());
+        Assert.Equal("::1", line.GetProperty("client").GetString());
+        Assert.Equal("connect_refused", line.GetProperty("error").GetString());
+        Assert.Equal(502, line.GetProperty("status").GetInt32());
+        Assert.True(line.GetProperty("tunnel").GetBoolean());
+        Assert.Equal("tunnel_idle", line.GetProperty("tunnel_closed_by").GetString());
+        Assert.Equal(System.Text.Json.JsonValueKind.String, line.GetProperty("trace_id").ValueKind);
+        var attempts = line.GetProperty("attempts").EnumerateArray().ToArray();
+        Assert.Equal(2, attempts.Length);
+        Assert.Equal("b" + expected, attempts[0].GetProperty("backend").GetString());
+        Assert.Equal("connect_refused", attempts[0].GetProperty("result").GetString());
+        Assert.False(attempts[0].TryGetProperty("status", out _));
+        Assert.Equal(1.25, attempts[0].GetProperty("duration_ms").GetDouble());
+        Assert.Equal("ok", attempts[1].GetProperty("result").GetString());
+        Assert.Equal(200, attempts[1].GetProperty("status").GetInt32());
+        Assert.Equal("0", attempts[1].GetProperty("duration_ms").GetRawText());
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1230000)]
+    [InlineData(1234567)]
+    public void The_time_drops_the_fractions_trailing_zeros_and_reads_back_to_the_tick(long ticks)
+    {
+        var time = new DateTimeOffset(2026, 11, 21, 6, 34, 37, TimeSpan.Zero).AddTicks(ticks);
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var reference = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            reference.WriteStringValue(time);
+        }
+        var expected = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        buffer.ResetWrittenCount();
+        JsonLine.Write(buffer, new DefaultHttpContext(), new RequestRecord("id", time));
+        var line = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+        Assert.StartsWith("{\"time\":" + expected + ",", line, StringComparison.Ordinal);
+        Assert.Equal(time, System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("time").GetDateTimeOffset());
     }
 }
