@@ -40,7 +40,26 @@ internal static class JsonLine
     public static void Write(IBufferWriter<byte> buffer, HttpContext context, RequestRecord record)
     {
         var request = context.Request;
-        var line = new Writer(buffer);
+        var method = request.Method;
+        var hostValues = request.Headers.Host;
+        var host = hostValues.Count switch { 0 => null, 1 => hostValues[0], _ => hostValues.ToString() };
+        var path = request.Path.Value;
+        var protocol = request.Protocol;
+        var error = ErrorCodes.Code(record.Error);
+        // One span for the whole line, asked for once: the fixed text, and at most six bytes for
+        // each character of text (an escape such as \u001f is six; UTF-8 is at most three).
+        var text = Len(record.RequestId) + Len(method) + Len(host) + Len(path) + Len(protocol) + Len(record.Route)
+            + Len(record.Pool) + Len(record.Backend) + Len(record.TunnelClosedBy) + Len(error);
+        var attempts = record.Attempts;
+        var size = 1024 + (6 * text);
+        if (attempts is not null)
+        {
+            foreach (var attempt in attempts)
+            {
+                size += 256 + (6 * Len(attempt.Backend));
+            }
+        }
+        var line = new Writer(buffer.GetSpan(size));
         line.Raw("{\"time\":"u8);
         line.Time(record.StartTime);
         line.Raw(",\"request_id\":"u8);
@@ -50,22 +69,14 @@ internal static class JsonLine
         line.Raw(",\"client\":"u8);
         line.Address(context.Connection.RemoteIpAddress);
         line.Raw(",\"method\":"u8);
-        line.Known(request.Method);
+        line.Known(method);
         // The Host header as received (HTTP/2's :authority arrives as Host), without building a HostString.
         line.Raw(",\"host\":"u8);
-        var host = request.Headers.Host;
-        if (host.Count == 0)
-        {
-            line.Raw("null"u8);
-        }
-        else
-        {
-            line.String(host.Count == 1 ? host[0] : host.ToString());
-        }
+        line.String(host);
         line.Raw(",\"path\":"u8);
-        line.String(request.Path.Value);
+        line.String(path);
         line.Raw(",\"protocol\":"u8);
-        line.Known(request.Protocol);
+        line.Known(protocol);
         line.Raw(",\"status\":"u8);
         line.Number(record.Status);
         line.Raw(",\"route\":"u8);
@@ -75,7 +86,7 @@ internal static class JsonLine
         line.Raw(",\"backend\":"u8);
         line.Known(record.Backend);
         line.Raw(",\"error\":"u8);
-        line.Known(ErrorCodes.Code(record.Error));
+        line.Known(error);
         line.Raw(",\"upstream_connect_ms\":"u8);
         line.Ms(record.ConnectMs);
         line.Raw(",\"ttfb_ms\":"u8);
@@ -96,7 +107,7 @@ internal static class JsonLine
                 line.Known(by);
             }
         }
-        if (record.Attempts is { } attempts)
+        if (attempts is not null)
         {
             line.Raw(",\"attempts\":["u8);
             for (var i = 0; i < attempts.Count; i++)
@@ -118,17 +129,24 @@ internal static class JsonLine
             line.Raw("]"u8);
         }
         line.Raw("}"u8);
+        buffer.Advance(line.Position);
     }
 
-    /// <summary>Appends to the buffer, asking it for room field by field.</summary>
-    private readonly ref struct Writer(IBufferWriter<byte> buffer)
+    private static int Len(string? text) => text?.Length ?? 4;
+
+    /// <summary>Writes into one span sized for the whole line.</summary>
+    private ref struct Writer(Span<byte> span)
     {
-        private readonly IBufferWriter<byte> _buffer = buffer;
+        private readonly Span<byte> _span = span;
+
+        public int Position { get; private set; }
+
+        private Span<byte> Free => _span[Position..];
 
         public void Raw(ReadOnlySpan<byte> bytes)
         {
-            bytes.CopyTo(_buffer.GetSpan(bytes.Length));
-            _buffer.Advance(bytes.Length);
+            bytes.CopyTo(Free);
+            Position += bytes.Length;
         }
 
         public void String(string? value)
@@ -148,11 +166,11 @@ internal static class JsonLine
                 Raw(Escaped(value));
                 return;
             }
-            var span = _buffer.GetSpan(value.Length + 2);
+            var span = Free;
             span[0] = (byte)'"';
             Ascii.FromUtf16(value, span[1..], out var written);
             span[written + 1] = (byte)'"';
-            _buffer.Advance(written + 2);
+            Position += written + 2;
         }
 
         public void Known(string? value)
@@ -174,9 +192,8 @@ internal static class JsonLine
 
         public void Number(long value)
         {
-            var span = _buffer.GetSpan(20);
-            value.TryFormat(span, out var written, default, CultureInfo.InvariantCulture);
-            _buffer.Advance(written);
+            value.TryFormat(Free, out var written, default, CultureInfo.InvariantCulture);
+            Position += written;
         }
 
         /// <summary>
@@ -191,7 +208,7 @@ internal static class JsonLine
                 return;
             }
             var micros = (long)Math.Round(ms * 1000, MidpointRounding.AwayFromZero);
-            var span = _buffer.GetSpan(32);
+            var span = Free;
             (micros / 1000).TryFormat(span, out var n, default, CultureInfo.InvariantCulture);
             var fraction = (int)(micros % 1000);
             if (fraction != 0)
@@ -205,13 +222,13 @@ internal static class JsonLine
                     n--;
                 }
             }
-            _buffer.Advance(n);
+            Position += n;
         }
 
         /// <summary>ISO 8601 with the fraction's trailing zeros dropped, as Utf8JsonWriter writes it.</summary>
         public void Time(DateTimeOffset time)
         {
-            var span = _buffer.GetSpan(40);
+            var span = Free;
             span[0] = (byte)'"';
             time.TryFormat(span[1..], out var n, "O", CultureInfo.InvariantCulture);
             n++;
@@ -233,17 +250,17 @@ internal static class JsonLine
                 n -= end - keep;
             }
             span[n++] = (byte)'"';
-            _buffer.Advance(n);
+            Position += n;
         }
 
         public void Address(System.Net.IPAddress? address)
         {
-            var span = _buffer.GetSpan(66);
+            var span = Free;
             if (address is not null && address.TryFormat(span[1..], out var written))
             {
                 span[0] = (byte)'"';
                 span[written + 1] = (byte)'"';
-                _buffer.Advance(written + 2);
+                Position += written + 2;
                 return;
             }
             Raw("null"u8);
