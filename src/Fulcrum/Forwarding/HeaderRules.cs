@@ -132,6 +132,6 @@ internal static class HeaderRules
         return false;
     }
 
-    private static bool IsTrailersOnly(StringValues values) =>
+    internal static bool IsTrailersOnly(StringValues values) =>
         values.Count == 1 && string.Equals(values[0]?.Trim(), "trailers", StringComparison.OrdinalIgnoreCase);
 }

@@ -10,16 +10,26 @@ public sealed class HeldResponse : IDisposable
         Timer = timer;
     }
 
-    internal HttpRequestMessage Request { get; }
+    /// <summary>A response held on Fulcrum's own HTTP/1.1 pool: the exchange keeps its connection until relayed or disposed.</summary>
+    internal HeldResponse(Http1.Http1Exchange exchange, ForwardingTimer timer)
+    {
+        Exchange = exchange;
+        Timer = timer;
+    }
 
-    internal HttpResponseMessage Response { get; }
+    internal HttpRequestMessage? Request { get; }
+
+    internal HttpResponseMessage? Response { get; }
+
+    internal Http1.Http1Exchange? Exchange { get; }
 
     internal ForwardingTimer Timer { get; }
 
     public void Dispose()
     {
-        Response.Dispose();
-        Request.Dispose();
+        Response?.Dispose();
+        Request?.Dispose();
+        Exchange?.Dispose();
         Timer.Dispose();
     }
 }

@@ -28,7 +28,7 @@ namespace Fulcrum.Forwarding;
 /// backend; a failure after it started aborts the client's connection, so a cut body is never
 /// mistaken for a complete one.
 /// </remarks>
-internal sealed class HttpForwarder
+internal sealed partial class HttpForwarder
 {
     private static readonly UriCreationOptions RawUri = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
@@ -43,7 +43,11 @@ internal sealed class HttpForwarder
         _time = time;
     }
 
-    public async ValueTask<ForwardResult> SendAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
+    public ValueTask<ForwardResult> SendAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options) =>
+        ForPool(context, options) ? SendPooledAsync(context, route, backend, record, options) : SendThroughHandlerAsync(context, route, backend, record, options);
+
+    /// <summary>The SocketsHttpHandler path: upgrades, <c>Expect: 100-continue</c>, and everything when the pool is off.</summary>
+    private async ValueTask<ForwardResult> SendThroughHandlerAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
     {
         var timeouts = route.Timeouts;
         var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
@@ -64,7 +68,7 @@ internal sealed class HttpForwarder
             record.ConnectMs = request.ConnectMilliseconds;
             record.BytesIn += content?.BytesSent ?? 0;
             var connecting = request.Connecting;
-            var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content, connecting);
+            var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, content?.Started ?? false, content?.ClientError, connecting);
             // Timed out by the response timer while connecting: the connect callback did not fail
             // this request itself, so it may have gone out on another pooled connection.
             var maybeSent = error == FulcrumError.ConnectTimeout && timer.TimedOut && connecting;
@@ -118,7 +122,9 @@ internal sealed class HttpForwarder
         using (held)
         {
             held.Timer.ResponseReceived();
-            return await RelayResponseAsync(context, held.Response, held.Timer, record).ConfigureAwait(false);
+            return held.Exchange is { } exchange
+                ? await RelayPooledAsync(context, exchange, held.Timer, record).ConfigureAwait(false)
+                : await RelayResponseAsync(context, held.Response!, held.Timer, record).ConfigureAwait(false);
         }
     }
 

@@ -9,10 +9,15 @@ namespace Fulcrum.Forwarding;
 internal static class UpstreamErrors
 {
     /// <summary>A failure before response headers arrived.</summary>
-    public static (FulcrumError Error, string Detail) BeforeResponse(Exception exception, ForwardingTimer timer, StreamingRequestContent? content, bool connecting)
+    /// <remarks>
+    /// <paramref name="bodyStarted"/>: the request body started to flow, so it was sent on a
+    /// connection; <paramref name="clientError"/>: what failed reading the client's body, if that
+    /// is what failed; <paramref name="connecting"/>: a new connection was being opened.
+    /// </remarks>
+    public static (FulcrumError Error, string Detail) BeforeResponse(Exception exception, ForwardingTimer timer, bool bodyStarted, Exception? clientError, bool connecting)
     {
         // A body that started to flow was sent on a connection: whatever else, not a connect failure.
-        connecting &= content is not { Started: true };
+        connecting &= !bodyStarted;
         if (timer.ClientAborted)
         {
             return (FulcrumError.ClientAborted, "the client closed the connection before the response");
@@ -29,7 +34,7 @@ internal static class UpstreamErrors
                 ? (FulcrumError.ResponseTimeout, $"no response headers within {Duration.Format(timer.Armed)} (response timeout)")
                 : IdleTimeout(timer);
         }
-        if (content?.ClientError is { } clientError)
+        if (clientError is not null)
         {
             // Kestrel reports a body that breaks its framing as BadHttpRequestException or, for
             // some chunk-size errors, a plain IOException; a client that went away shows up as a
@@ -37,6 +42,10 @@ internal static class UpstreamErrors
             return clientError is ConnectionResetException or OperationCanceledException
                 ? (FulcrumError.ClientAborted, $"the client went away while sending the request body: {clientError.Message}")
                 : (FulcrumError.BadRequest, $"the request body is malformed: {clientError.Message}");
+        }
+        if (exception is Http1.UpstreamProtocolException invalid)
+        {
+            return (FulcrumError.UpstreamProtocolError, invalid.Message);
         }
         if (Find<UpstreamConnectTimeoutException>(exception) is { } connectTimeout)
         {
@@ -50,7 +59,7 @@ internal static class UpstreamErrors
                     return socket.SocketErrorCode == SocketError.ConnectionRefused
                         ? (FulcrumError.ConnectRefused, "connection refused")
                         : (FulcrumError.ConnectFailed, $"cannot connect: {Describe(socket.SocketErrorCode)}");
-                case HttpRequestError.ConnectionError when content is not { Started: true }:
+                case HttpRequestError.ConnectionError when !bodyStarted:
                     return (FulcrumError.ConnectFailed, $"cannot connect: {Innermost(exception).Message}");
                 case HttpRequestError.NameResolutionError:
                     return (FulcrumError.ConnectFailed, $"cannot resolve the backend's host name: {Innermost(exception).Message}");

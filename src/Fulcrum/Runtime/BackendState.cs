@@ -30,6 +30,8 @@ public sealed class BackendState
         _time = time ?? TimeProvider.System;
         SlowStart = slowStart;
         BaseUri = $"http://{config.Endpoint.UriHost}:{config.Endpoint.Port}";
+        Authority = config.Endpoint.Port == 80 ? config.Endpoint.UriHost : $"{config.Endpoint.UriHost}:{config.Endpoint.Port}";
+        Connections = new Forwarding.Http1.Http1ConnectionPool(config.Endpoint);
         _health = new BackendHealth(HealthStatus.Pending, "not yet evaluated", _time.GetUtcNow(), HealthSource.Config, null, null, null);
     }
 
@@ -45,6 +47,12 @@ public sealed class BackendState
 
     /// <summary><c>http://host:port</c>, the start of every upstream request URI.</summary>
     public string BaseUri { get; }
+
+    /// <summary><c>host:port</c> (the port left out when 80), the Host header when the pool sends the backend's own.</summary>
+    public string Authority { get; }
+
+    /// <summary>Fulcrum's kept-alive HTTP/1.1 connections to this backend.</summary>
+    internal Forwarding.Http1.Http1ConnectionPool Connections { get; }
 
     /// <summary>The configured weight.</summary>
     public int Weight => Config.Weight;

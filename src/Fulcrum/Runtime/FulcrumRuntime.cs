@@ -185,6 +185,7 @@ public sealed class FulcrumRuntime : IDisposable
         }
         Prober.Stop(backend);
         Health.Remove(state, backend);
+        backend.Connections.Dispose();
         if (persist)
         {
             lock (_stateLock)
@@ -287,6 +288,7 @@ public sealed class FulcrumRuntime : IDisposable
                 {
                     Prober.Stop(b);
                     Health.Remove(pool, b);
+                    b.Connections.Dispose();
                 }
                 Retire(pool.Invoker);
                 lock (_stateLock)
@@ -399,6 +401,8 @@ public sealed class FulcrumRuntime : IDisposable
         {
             Prober.Stop(b);
             Health.Remove(pool, b);
+            // Idle connections close now; those in use close when their request ends.
+            b.Connections.Dispose();
         }
         foreach (var (b, set) in clearOverrides)
         {

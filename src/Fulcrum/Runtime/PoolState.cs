@@ -257,5 +257,12 @@ public sealed class PoolState : IDisposable
         UpdateLimits();
     }
 
-    public void Dispose() => Invoker.Dispose();
+    public void Dispose()
+    {
+        Invoker.Dispose();
+        foreach (var b in Backends)
+        {
+            b.Connections.Dispose();
+        }
+    }
 }

@@ -1,0 +1,500 @@
+using System.Diagnostics;
+using System.IO.Pipelines;
+using Fulcrum.Configuration;
+using Fulcrum.Observability;
+using Fulcrum.Runtime;
+using Microsoft.AspNetCore.Http;
+
+namespace Fulcrum.Forwarding.Http1;
+
+/// <summary>
+/// One request and its response on one pooled connection. The request head goes out, then the
+/// body streams from the client while the response head is awaited (a backend may answer before
+/// it has read the whole body, a 413 to an upload say, and that answer is what the client gets).
+/// The response body is then read through <see cref="ReadBodyAsync"/>, framed by Content-Length,
+/// chunks or the end of the connection. At the end the connection goes back to its pool when the
+/// exchange left it clean, and is closed otherwise. A timer firing or the client going away closes
+/// the connection, which fails whatever is pending; the timer's state says why.
+/// </summary>
+internal sealed class Http1Exchange : IDisposable
+{
+    private readonly ForwardingTimer _timer;
+    private Http1Connection? _connection;
+    private CancellationTokenRegistration _abort;
+    private Http1RequestBody? _body;
+    private Task? _sending;
+    private long _remaining;
+    private ChunkState _chunk;
+    private bool _bodyDone;
+    private volatile bool _headReceived;
+
+    public Http1Exchange(ForwardingTimer timer) => _timer = timer;
+
+    private enum ChunkState
+    {
+        Size,
+        Data,
+        DataEnd,
+        Trailers,
+    }
+
+    /// <summary>The response head, once <see cref="ReadHeadAsync"/> returned.</summary>
+    public Http1Response Response { get; } = new();
+
+    /// <summary>True while a new connection is being opened for this exchange.</summary>
+    public bool Connecting { get; private set; }
+
+    /// <summary>Stopwatch ticks spent opening a new connection; 0 when a pooled one was used.</summary>
+    public long ConnectTicks { get; private set; }
+
+    public double ConnectMilliseconds => ConnectTicks == 0 ? -1 : Stopwatch.GetElapsedTime(0, ConnectTicks).TotalMilliseconds;
+
+    /// <summary>True when the connection came from the pool, so a failure before any response byte may just mean it went stale.</summary>
+    public bool OnReusedConnection { get; private set; }
+
+    /// <summary>Response bytes received so far (the head included).</summary>
+    public long ResponseBytes { get; private set; }
+
+    public bool HeadReceived => _headReceived;
+
+    /// <summary>True when the request body, if any, has been sent whole.</summary>
+    public bool BodySent => _sending is null || _sending.IsCompletedSuccessfully;
+
+    /// <summary>Takes a pooled connection or opens one, and ties it to the timer.</summary>
+    public async ValueTask OpenAsync(Http1ConnectionPool pool, int maxConnections, TimeSpan connectTimeout, bool fresh)
+    {
+        var token = _timer.Token;
+        var connection = await pool.RentAsync(maxConnections, fresh, token).ConfigureAwait(false);
+        OnReusedConnection = connection is not null;
+        if (connection is null)
+        {
+            var started = Stopwatch.GetTimestamp();
+            Connecting = true;
+            connection = await pool.ConnectAsync(connectTimeout, token).ConfigureAwait(false);
+            Connecting = false;
+            ConnectTicks = Stopwatch.GetTimestamp() - started;
+        }
+        _connection = connection;
+        // A timeout or the client leaving closes the connection: pending reads and writes fail at once.
+        _abort = token.UnsafeRegister(static s => ((Http1Connection)s!).Abort(), connection);
+    }
+
+    /// <summary>Sends the head, and starts the body (it flows on while the response is awaited).</summary>
+    public async ValueTask SendAsync(HttpContext context, PoolConfig pool, BackendState backend, RequestRecord record, Http1RequestBody? body)
+    {
+        var connection = _connection!;
+        var chunked = body is not null && context.Request.ContentLength is null;
+        var buffer = connection.SendBuffer;
+        var length = Http1RequestHead.Write(ref buffer, context, pool, backend, record, body is null ? null : context.Request.ContentLength, chunked);
+        connection.SendBuffer = buffer;
+        if (body is null)
+        {
+            await connection.SendAsync(buffer.AsMemory(0, length)).ConfigureAwait(false);
+            return;
+        }
+        _body = body;
+        _sending = body.SendAsync(connection, length, chunked, this);
+        if (_sending.IsFaulted)
+        {
+            // Failed before the head left (the client's body broke at once): report it now.
+            await _sending.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reads the response head, passing over interim 1xx responses (but 101).</summary>
+    public async ValueTask ReadHeadAsync(bool headRequest)
+    {
+        var connection = _connection!;
+        while (true)
+        {
+            var buffered = connection.Buffered;
+            if (buffered.Length > 0)
+            {
+                var used = Response.TryParse(buffered, headRequest);
+                if (used > 0)
+                {
+                    connection.Consume(used);
+                    if (Response.Status is >= 100 and < 200 && Response.Status != 101)
+                    {
+                        continue; // 100 Continue, 103 Early Hints: the final response follows
+                    }
+                    _headReceived = true;
+                    _remaining = Response.Framing == BodyFraming.Length ? Response.ContentLength : 0;
+                    _chunk = ChunkState.Size;
+                    _bodyDone = Response.Framing == BodyFraming.None || (Response.Framing == BodyFraming.Length && _remaining == 0);
+                    return;
+                }
+            }
+            var read = await connection.FillAsync(Http1Connection.MaxHeadSize).ConfigureAwait(false);
+            if (read == 0)
+            {
+                if (_sending is { IsFaulted: true })
+                {
+                    // The body failed first (the client's side, or the write): that is the story.
+                    await _sending.ConfigureAwait(false);
+                }
+                throw new HttpRequestException(HttpRequestError.ResponseEnded, ResponseBytes == 0
+                    ? "the backend closed the connection before sending a response"
+                    : "the backend closed the connection in the middle of the response head");
+            }
+            ResponseBytes += read;
+        }
+    }
+
+    /// <summary>
+    /// Reads response body bytes into <paramref name="destination"/>: 0 at the body's end, whose
+    /// trailers are then in <see cref="Http1Response.Trailers"/>. A body cut short throws.
+    /// </summary>
+    public async ValueTask<int> ReadBodyAsync(Memory<byte> destination)
+    {
+        var connection = _connection!;
+        while (true)
+        {
+            if (_bodyDone)
+            {
+                return 0;
+            }
+            switch (Response.Framing)
+            {
+                case BodyFraming.Length:
+                {
+                    var want = (int)Math.Min(destination.Length, _remaining);
+                    var n = connection.BufferedCount > 0
+                        ? connection.TakeBuffered(destination.Span[..want])
+                        : await connection.ReceiveAsync(destination[..want]).ConfigureAwait(false);
+                    if (n == 0)
+                    {
+                        throw new IOException($"the backend closed the connection {_remaining} bytes before the end of the body its Content-Length announced");
+                    }
+                    _remaining -= n;
+                    ResponseBytes += n;
+                    _bodyDone = _remaining == 0;
+                    return n;
+                }
+                case BodyFraming.UntilClose:
+                {
+                    var n = connection.BufferedCount > 0
+                        ? connection.TakeBuffered(destination.Span)
+                        : await connection.ReceiveAsync(destination).ConfigureAwait(false);
+                    ResponseBytes += n;
+                    _bodyDone = n == 0;
+                    return n;
+                }
+                case BodyFraming.Chunked:
+                {
+                    if (ParseChunked(connection, destination.Span, out var n))
+                    {
+                        if (n > 0 || _bodyDone)
+                        {
+                            return n;
+                        }
+                        continue;
+                    }
+                    if (await connection.FillAsync().ConfigureAwait(false) == 0)
+                    {
+                        throw new IOException("the backend closed the connection in the middle of a chunked body");
+                    }
+                    continue;
+                }
+                default:
+                    _bodyDone = true;
+                    return 0;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Moves the chunked body on by what is buffered: false when more bytes are needed; else true
+    /// with <paramref name="copied"/> data bytes (0 when only framing was consumed).
+    /// </summary>
+    private bool ParseChunked(Http1Connection connection, Span<byte> destination, out int copied)
+    {
+        copied = 0;
+        var buffered = connection.Buffered;
+        switch (_chunk)
+        {
+            case ChunkState.Size:
+            {
+                var lf = buffered.IndexOf((byte)'\n');
+                if (lf < 0)
+                {
+                    if (buffered.Length > 4096)
+                    {
+                        throw Http1Response.Invalid("a chunk-size line longer than 4 KiB");
+                    }
+                    return false;
+                }
+                var line = buffered[..lf];
+                if (!line.IsEmpty && line[^1] == (byte)'\r')
+                {
+                    line = line[..^1];
+                }
+                var semicolon = line.IndexOf((byte)';');
+                var hex = (semicolon < 0 ? line : line[..semicolon]).TrimEnd(" \t"u8);
+                long size = 0;
+                if (hex.IsEmpty || hex.Length > 15)
+                {
+                    throw Http1Response.Invalid("a chunk size that is empty or too large");
+                }
+                foreach (var c in hex)
+                {
+                    var digit = c switch
+                    {
+                        >= (byte)'0' and <= (byte)'9' => c - '0',
+                        >= (byte)'a' and <= (byte)'f' => c - 'a' + 10,
+                        >= (byte)'A' and <= (byte)'F' => c - 'A' + 10,
+                        _ => -1,
+                    };
+                    if (digit < 0)
+                    {
+                        throw Http1Response.Invalid("a chunk size that is not hexadecimal");
+                    }
+                    size = (size * 16) + digit;
+                }
+                connection.Consume(lf + 1);
+                ResponseBytes += lf + 1;
+                _remaining = size;
+                _chunk = size == 0 ? ChunkState.Trailers : ChunkState.Data;
+                return true;
+            }
+            case ChunkState.Data:
+            {
+                if (buffered.IsEmpty)
+                {
+                    return false;
+                }
+                var n = (int)Math.Min(Math.Min(buffered.Length, _remaining), destination.Length);
+                buffered[..n].CopyTo(destination);
+                connection.Consume(n);
+                ResponseBytes += n;
+                _remaining -= n;
+                if (_remaining == 0)
+                {
+                    _chunk = ChunkState.DataEnd;
+                }
+                copied = n;
+                return true;
+            }
+            case ChunkState.DataEnd:
+            {
+                if (buffered.StartsWith("\r\n"u8) || buffered.StartsWith("\n"u8))
+                {
+                    var n = buffered[0] == (byte)'\r' ? 2 : 1;
+                    connection.Consume(n);
+                    ResponseBytes += n;
+                    _chunk = ChunkState.Size;
+                    return true;
+                }
+                if (buffered.Length < 2 && (buffered.IsEmpty || buffered[0] == (byte)'\r'))
+                {
+                    return false;
+                }
+                throw Http1Response.Invalid("chunk data longer than its size");
+            }
+            default:
+            {
+                var used = Response.TryParseTrailers(buffered);
+                if (used == 0)
+                {
+                    if (buffered.Length > Http1Connection.MaxHeadSize)
+                    {
+                        throw Http1Response.Invalid("trailers larger than 64 KiB");
+                    }
+                    return false;
+                }
+                connection.Consume(used);
+                ResponseBytes += used;
+                _bodyDone = true;
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Waits for the request body to be sent whole; a failure only means the connection is not kept.</summary>
+    public async ValueTask FinishSendingAsync()
+    {
+        try
+        {
+            await _sending!.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException or Microsoft.AspNetCore.Http.BadHttpRequestException)
+        {
+            // The upload broke after the answer was relayed: nothing more to tell the client.
+        }
+    }
+
+    /// <summary>Called by the body when it has been sent whole: from now the backend has the response timeout.</summary>
+    internal void BodyFinished(TimeSpan responseTimeout)
+    {
+        if (!_headReceived)
+        {
+            _timer.AwaitResponse(responseTimeout);
+        }
+    }
+
+    /// <summary>
+    /// Ends the exchange: the connection goes back to its pool when the response was read to its
+    /// end, the request body was sent whole, both sides keep it alive and nothing is left over;
+    /// otherwise it is closed.
+    /// </summary>
+    public void Dispose()
+    {
+        var connection = _connection;
+        if (connection is null)
+        {
+            return;
+        }
+        _connection = null;
+        // Untie the timer first: once this returns, it can no longer close a connection that is back in the pool.
+        _abort.Dispose();
+        var sendingDone = BodySent;
+        var reusable = _bodyDone && _headReceived && Response.KeepAlive && sendingDone && connection.BufferedCount == 0 && !connection.IsDisposed;
+        if (!sendingDone)
+        {
+            // Still sending a body the backend no longer waits for: the connection cannot be reused.
+            connection.Abort();
+            _sending!.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+        connection.Pool.Return(connection, reusable);
+    }
+}
+
+/// <summary>
+/// The client's request body, streamed to the backend as it arrives (never buffered whole): what
+/// <see cref="StreamingRequestContent"/> does for the SocketsHttpHandler path, on a pooled
+/// connection. Errors reading from the client are kept apart from errors writing to the backend.
+/// </summary>
+internal sealed class Http1RequestBody(HttpRequest request, ForwardingTimer timer, TimeSpan responseTimeout, RequestBodyBuffer? replay)
+{
+    // Taken now: reading Token from a source disposed meanwhile would throw.
+    private readonly CancellationToken _token = timer.Token;
+
+    /// <summary>True once the head went out: the backend may have received the request.</summary>
+    public bool Started { get; private set; }
+
+    public long BytesSent { get; private set; }
+
+    /// <summary>Set when reading the client's body failed; the failure is the client's, not the backend's.</summary>
+    public Exception? ClientError { get; private set; }
+
+    private static readonly byte[] Crlf = "\r\n"u8.ToArray();
+    private static readonly byte[] LastChunk = "0\r\n\r\n"u8.ToArray();
+    private byte[]? _chunkSize;
+
+    /// <summary>Sends the head (<paramref name="headLength"/> bytes of the connection's send buffer), then the body.</summary>
+    public async Task SendAsync(Http1Connection connection, int headLength, bool chunked, Http1Exchange exchange)
+    {
+        var head = connection.SendBuffer.AsMemory(0, headLength);
+        try
+        {
+            Started = true;
+            var reader = request.BodyReader;
+            var first = true;
+            if (replay is { Overflowed: false, Recorded.Length: > 0 } recorded)
+            {
+                timer.Activity(WaitingOn.Backend);
+                await connection.SendAsync(head).ConfigureAwait(false);
+                first = false;
+                await SendChunkAsync(connection, recorded.Recorded, chunked).ConfigureAwait(false);
+            }
+            while (true)
+            {
+                timer.Activity(WaitingOn.Client);
+                ReadResult result;
+                try
+                {
+                    result = await reader.ReadAsync(_token).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    ClientError = e;
+                    throw;
+                }
+                var buffer = result.Buffer;
+                var consumed = false;
+                try
+                {
+                    timer.Activity(WaitingOn.Backend);
+                    if (first)
+                    {
+                        // The head and the first part of the body in one write when they fit.
+                        first = false;
+                        if (buffer.IsSingleSegment && !chunked && head.Length + buffer.Length <= connection.SendBuffer.Length)
+                        {
+                            buffer.FirstSpan.CopyTo(connection.SendBuffer.AsSpan(head.Length));
+                            await connection.SendAsync(connection.SendBuffer.AsMemory(0, head.Length + (int)buffer.Length)).ConfigureAwait(false);
+                            BytesSent += buffer.Length;
+                            buffer = buffer.Slice(buffer.End);
+                        }
+                        else
+                        {
+                            await connection.SendAsync(head).ConfigureAwait(false);
+                        }
+                    }
+                    foreach (var segment in buffer)
+                    {
+                        await SendChunkAsync(connection, segment, chunked).ConfigureAwait(false);
+                    }
+                    // Recorded only once consumed: a chunk whose write failed stays in the pipe for
+                    // the retry to read again, so nothing is sent twice and nothing is lost.
+                    if (replay is not null)
+                    {
+                        foreach (var segment in result.Buffer)
+                        {
+                            replay.Append(segment.Span);
+                        }
+                    }
+                    reader.AdvanceTo(result.Buffer.End);
+                    consumed = true;
+                }
+                finally
+                {
+                    if (!consumed)
+                    {
+                        reader.AdvanceTo(result.Buffer.Start);
+                    }
+                }
+                if (result.IsCompleted)
+                {
+                    break;
+                }
+            }
+            if (chunked)
+            {
+                await connection.SendAsync(LastChunk).ConfigureAwait(false);
+            }
+            exchange.BodyFinished(responseTimeout);
+        }
+        catch when (ClientError is not null)
+        {
+            // The client's body broke: the exchange cannot go on, and the response read fails
+            // now rather than waiting on a backend that waits for the rest of the body. A write
+            // the backend refused does not close it: the answer it sent first is still to be read.
+            connection.Abort();
+            throw;
+        }
+    }
+
+    private async ValueTask SendChunkAsync(Http1Connection connection, ReadOnlyMemory<byte> data, bool chunked)
+    {
+        if (data.IsEmpty)
+        {
+            return;
+        }
+        if (chunked)
+        {
+            var size = _chunkSize ??= new byte[16];
+            data.Length.TryFormat(size, out var n, "X", System.Globalization.CultureInfo.InvariantCulture);
+            size[n++] = (byte)'\r';
+            size[n++] = (byte)'\n';
+            await connection.SendAsync(size.AsMemory(0, n)).ConfigureAwait(false);
+            await connection.SendAsync(data).ConfigureAwait(false);
+            await connection.SendAsync(Crlf).ConfigureAwait(false);
+        }
+        else
+        {
+            await connection.SendAsync(data).ConfigureAwait(false);
+        }
+        BytesSent += data.Length;
+    }
+}

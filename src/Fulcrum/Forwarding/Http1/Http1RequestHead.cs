@@ -1,0 +1,187 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using Fulcrum.Configuration;
+using Fulcrum.Observability;
+using Fulcrum.Runtime;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Primitives;
+
+namespace Fulcrum.Forwarding.Http1;
+
+/// <summary>
+/// Writes the request head sent upstream, straight into the connection's send buffer: the same
+/// header rules the SocketsHttpHandler path applies through <see cref="HeaderRules"/> (hop-by-hop
+/// headers dropped, "TE: trailers" kept, Host per the pool's mode, X-Forwarded-*, X-Request-Id,
+/// W3C trace context), without building a request message or a header store.
+/// </summary>
+internal static class Http1RequestHead
+{
+    /// <summary>Headers the head writes itself, whatever the client sent.</summary>
+    private static bool IsReplaced(string name) =>
+        name.Length switch
+        {
+            4 => string.Equals(name, "Host", StringComparison.OrdinalIgnoreCase),
+            11 => string.Equals(name, "traceparent", StringComparison.OrdinalIgnoreCase),
+            10 => string.Equals(name, "tracestate", StringComparison.OrdinalIgnoreCase),
+            12 => string.Equals(name, HeaderRules.RequestIdHeader, StringComparison.OrdinalIgnoreCase),
+            14 => string.Equals(name, "Content-Length", StringComparison.OrdinalIgnoreCase),
+            15 => string.Equals(name, "X-Forwarded-For", StringComparison.OrdinalIgnoreCase),
+            16 => string.Equals(name, "X-Forwarded-Host", StringComparison.OrdinalIgnoreCase),
+            17 => string.Equals(name, "X-Forwarded-Proto", StringComparison.OrdinalIgnoreCase),
+            _ => false,
+        };
+
+    /// <summary>
+    /// Writes the head into <paramref name="buffer"/> (replaced by a larger one when it does not
+    /// fit) and returns its length. A body is framed by <paramref name="contentLength"/> when
+    /// known, else <paramref name="chunked"/>; with neither there is no body.
+    /// </summary>
+    public static int Write(ref byte[] buffer, HttpContext context, PoolConfig pool, BackendState backend, RequestRecord record, long? contentLength, bool chunked)
+    {
+        var incoming = context.Request;
+        var writer = new Writer(buffer);
+        writer.Latin1(incoming.Method);
+        writer.Byte((byte)' ');
+        writer.Latin1(RequestTarget.PathAndQuery(incoming, context.Features.Get<IHttpRequestFeature>()?.RawTarget));
+        writer.Ascii(" HTTP/1.1\r\nHost: "u8);
+        writer.Latin1(pool.HostHeader == HostHeaderMode.Preserve && incoming.Host.HasValue ? incoming.Host.Value : backend.Authority);
+        writer.Ascii("\r\n"u8);
+
+        var headers = incoming.Headers;
+        var connection = headers.Connection;
+        foreach (var header in headers)
+        {
+            var name = header.Key;
+            if (name.Length == 0 || name[0] == ':' || IsReplaced(name))
+            {
+                continue;
+            }
+            if (HeaderRules.IsHopByHop(name, connection))
+            {
+                if (string.Equals(name, "TE", StringComparison.OrdinalIgnoreCase) && HeaderRules.IsTrailersOnly(header.Value))
+                {
+                    writer.Ascii("TE: trailers\r\n"u8);
+                }
+                continue;
+            }
+            writer.Latin1(name);
+            writer.Ascii(": "u8);
+            // Several values go on one line, as SocketsHttpHandler sends them; cookies (several
+            // crumbs from an HTTP/2 client) are joined with "; " (RFC 9113 §8.2.3).
+            var values = header.Value;
+            var separator = string.Equals(name, "Cookie", StringComparison.OrdinalIgnoreCase) ? "; "u8 : ", "u8;
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (i > 0)
+                {
+                    writer.Ascii(separator);
+                }
+                writer.Latin1(values[i]);
+            }
+            writer.Ascii("\r\n"u8);
+        }
+
+        var client = context.Connection.RemoteIpAddress;
+        if (client is not null)
+        {
+            if (client.IsIPv4MappedToIPv6)
+            {
+                client = client.MapToIPv4();
+            }
+            writer.Ascii("X-Forwarded-For: "u8);
+            var prior = headers["X-Forwarded-For"];
+            for (var i = 0; i < prior.Count; i++)
+            {
+                writer.Latin1(prior[i]);
+                writer.Ascii(", "u8);
+            }
+            writer.Address(client);
+            writer.Ascii("\r\n"u8);
+        }
+        writer.Ascii("X-Forwarded-Proto: "u8);
+        writer.Latin1(incoming.Scheme);
+        writer.Ascii("\r\n"u8);
+        if (incoming.Host.HasValue)
+        {
+            writer.Ascii("X-Forwarded-Host: "u8);
+            writer.Latin1(incoming.Host.Value);
+            writer.Ascii("\r\n"u8);
+        }
+        writer.Ascii("X-Request-Id: "u8);
+        writer.Latin1(record.RequestId);
+        writer.Ascii("\r\ntraceparent: "u8);
+        writer.Latin1(record.TraceParent);
+        writer.Ascii("\r\n"u8);
+        if (record.TraceState is { Length: > 0 } state)
+        {
+            writer.Ascii("tracestate: "u8);
+            writer.Latin1(state);
+            writer.Ascii("\r\n"u8);
+        }
+        if (contentLength is { } length)
+        {
+            writer.Ascii("Content-Length: "u8);
+            writer.Number(length);
+            writer.Ascii("\r\n"u8);
+        }
+        else if (chunked)
+        {
+            writer.Ascii("Transfer-Encoding: chunked\r\n"u8);
+        }
+        writer.Ascii("\r\n"u8);
+        buffer = writer.Buffer;
+        return writer.Position;
+    }
+
+    /// <summary>Appends to a byte array, growing it (the grown one is kept by the connection).</summary>
+    private ref struct Writer(byte[] buffer)
+    {
+        public byte[] Buffer = buffer;
+        public int Position;
+
+        private Span<byte> Room(int count)
+        {
+            if (Buffer.Length - Position < count)
+            {
+                Array.Resize(ref Buffer, Math.Max(Buffer.Length * 2, Position + count));
+            }
+            return Buffer.AsSpan(Position);
+        }
+
+        public void Byte(byte b)
+        {
+            Room(1)[0] = b;
+            Position++;
+        }
+
+        public void Ascii(ReadOnlySpan<byte> bytes)
+        {
+            bytes.CopyTo(Room(bytes.Length));
+            Position += bytes.Length;
+        }
+
+        /// <summary>Each character as one byte, as Kestrel read it (values are Latin-1 both ways).</summary>
+        public void Latin1(string? text)
+        {
+            if (string.IsNullOrEmpty(text))
+            {
+                return;
+            }
+            Position += Encoding.Latin1.GetBytes(text, Room(text.Length));
+        }
+
+        public void Number(long value)
+        {
+            value.TryFormat(Room(20), out var written, default, CultureInfo.InvariantCulture);
+            Position += written;
+        }
+
+        public void Address(IPAddress address)
+        {
+            address.TryFormat(Room(64), out var written);
+            Position += written;
+        }
+    }
+}

@@ -1,0 +1,212 @@
+using Fulcrum.Forwarding.Http1;
+using Fulcrum.Observability;
+using Fulcrum.Routing;
+using Fulcrum.Runtime;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Fulcrum.Forwarding;
+
+/// <summary>
+/// The HTTP/1.1 upstream path on Fulcrum's own connection pool (<see cref="Http1ConnectionPool"/>):
+/// every request but upgrades (tunnels) and <c>Expect: 100-continue</c>, which stay on
+/// SocketsHttpHandler. It keeps the other path's contract: the same timers and error codes, held
+/// responses, replayed bodies, trailers, and a cut body never passed off as whole.
+/// </summary>
+internal sealed partial class HttpForwarder
+{
+    /// <summary>
+    /// Off when <c>FULCRUM_UPSTREAM_CLIENT=sockets</c>: every request then goes through
+    /// SocketsHttpHandler, to compare the two in one bench run or to rule the pool out.
+    /// </summary>
+    internal static readonly bool UsePool = !string.Equals(Environment.GetEnvironmentVariable("FULCRUM_UPSTREAM_CLIENT"), "sockets", StringComparison.OrdinalIgnoreCase);
+
+    private static bool ForPool(HttpContext context, in AttemptOptions options) =>
+        UsePool && !options.Upgrade.Any && context.Request.Headers.Expect.Count == 0;
+
+    private async ValueTask<ForwardResult> SendPooledAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
+    {
+        var timeouts = route.Timeouts;
+        var incoming = context.Request;
+        var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
+        // A body goes upstream when the client sent one (Content-Length or chunked), and an
+        // explicit "Content-Length: 0" is kept rather than dropped.
+        var canHaveBody = context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? incoming.ContentLength > 0;
+        var body = canHaveBody || incoming.ContentLength == 0 ? new Http1RequestBody(incoming, timer, options.ResponseTimeout, options.Replay) : null;
+        if (body is null)
+        {
+            timer.AwaitResponse(options.ResponseTimeout);
+        }
+        var headRequest = HttpMethods.IsHead(incoming.Method);
+        var poolConfig = route.Pool.Config;
+        Http1Exchange exchange;
+        var fresh = false;
+        while (true)
+        {
+            exchange = new Http1Exchange(timer);
+            try
+            {
+                await exchange.OpenAsync(backend.Connections, poolConfig.Limits.MaxConnections, timeouts.Connect, fresh).ConfigureAwait(false);
+                await exchange.SendAsync(context, poolConfig, backend, record, body).ConfigureAwait(false);
+                await exchange.ReadHeadAsync(headRequest).ConfigureAwait(false);
+                break;
+            }
+            catch (Exception e) when (!fresh && body is null && exchange.OnReusedConnection && exchange.ResponseBytes == 0
+                && !timer.Token.IsCancellationRequested && e is not HttpRequestException { HttpRequestError: HttpRequestError.InvalidResponse or HttpRequestError.ConfigurationLimitExceeded })
+            {
+                // A kept-alive connection the backend closed as the request went out (its own
+                // keep-alive timeout racing ours): nothing was answered, so the request goes
+                // again, once, on a new connection. SocketsHttpHandler does the same.
+                exchange.Dispose();
+                fresh = true;
+            }
+            catch (Exception e)
+            {
+                record.ConnectMs = exchange.ConnectMilliseconds;
+                record.BytesIn += body?.BytesSent ?? 0;
+                var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, body?.Started ?? false, body?.ClientError, exchange.Connecting);
+                exchange.Dispose();
+                timer.Dispose();
+                return new ForwardResult(error, detail, 0, body?.Started ?? false, false);
+            }
+        }
+
+        record.ConnectMs = exchange.ConnectMilliseconds;
+        record.TimeToFirstByteMs = record.ElapsedMs;
+        var sentAtHead = body?.BytesSent ?? 0;
+        record.BytesIn += sentAtHead;
+        var bodyStarted = body?.Started ?? false;
+        var status = exchange.Response.Status;
+        if (status == StatusCodes.Status101SwitchingProtocols)
+        {
+            // Switching protocols on a request that asked for no switch: see the other path.
+            exchange.Dispose();
+            timer.Dispose();
+            return new ForwardResult(FulcrumError.UpstreamProtocolError, "the backend answered 101 Switching Protocols to a request that asked for no upgrade", status, bodyStarted, false);
+        }
+        // Held only when a retry could send the whole body again, and this one was sent whole.
+        if (options.HoldStatuses is { } hold && hold.Contains(status) && exchange.BodySent && !(bodyStarted && options.Replay is null or { Overflowed: true }))
+        {
+            return new ForwardResult(FulcrumError.None, null, status, bodyStarted, false)
+            {
+                Held = new HeldResponse(exchange, timer),
+            };
+        }
+        using (timer)
+        using (exchange)
+        {
+            timer.ResponseReceived();
+            var result = await RelayPooledAsync(context, exchange, timer, record).ConfigureAwait(false);
+            if (result.Succeeded && !exchange.BodySent)
+            {
+                // The backend answered before it had the whole body: the client is still sending
+                // it, and gets to finish (under the idle timeout) rather than have its upload cut.
+                await exchange.FinishSendingAsync().ConfigureAwait(false);
+            }
+            // Bytes the body sent while the response was relayed (an early answer) count too.
+            record.BytesIn += (body?.BytesSent ?? 0) - sentAtHead;
+            return result with { RequestBodyStarted = bodyStarted };
+        }
+    }
+
+    private static async ValueTask<ForwardResult> RelayPooledAsync(HttpContext context, Http1Exchange exchange, ForwardingTimer timer, RequestRecord record)
+    {
+        var response = exchange.Response;
+        var status = response.Status;
+        var outgoing = context.Response;
+        outgoing.StatusCode = status;
+        var chunked = response.Framing == BodyFraming.Chunked;
+        var connection = response.Connection;
+        var headers = outgoing.Headers;
+        foreach (var (name, value) in response.Headers)
+        {
+            // A chunked response's own Content-Length is meaningless (RFC 9112 §6.3): dropped,
+            // or the client would be told a length the body does not have.
+            if (HeaderRules.IsHopByHop(name, connection) || (chunked && string.Equals(name, "Content-Length", StringComparison.OrdinalIgnoreCase)))
+            {
+                continue;
+            }
+            try
+            {
+                headers.Append(name, value);
+            }
+            catch (InvalidOperationException)
+            {
+                outgoing.Clear();
+                return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend sent an invalid response header: {name}: {value}", status, false, false);
+            }
+        }
+        headers[HeaderRules.RequestIdHeader] = record.RequestId;
+        if (response.Framing is BodyFraming.Chunked or BodyFraming.UntilClose)
+        {
+            // Streaming: send the headers now rather than with the first chunk of body, so a
+            // client of a long poll or an event stream sees them at once.
+            try
+            {
+                await outgoing.StartAsync(timer.Token).ConfigureAwait(false);
+                await outgoing.BodyWriter.FlushAsync(timer.Token).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: true);
+                return new ForwardResult(error, detail, status, false, outgoing.HasStarted);
+            }
+        }
+
+        var writer = outgoing.BodyWriter;
+        var written = 0L;
+        while (true)
+        {
+            var memory = writer.GetMemory();
+            int read;
+            timer.Activity(WaitingOn.Backend);
+            try
+            {
+                read = await exchange.ReadBodyAsync(memory).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                record.BytesOut = written;
+                var (error, detail) = e is UpstreamProtocolException && !timer.TimedOut && !timer.ClientAborted
+                    ? (FulcrumError.UpstreamProtocolError, e.Message)
+                    : UpstreamErrors.DuringBody(e, timer, clientSide: false);
+                return new ForwardResult(error, detail, status, false, outgoing.HasStarted || written > 0);
+            }
+            if (read == 0)
+            {
+                break;
+            }
+            writer.Advance(read);
+            written += read;
+            timer.Activity(WaitingOn.Client);
+            try
+            {
+                var flushed = await writer.FlushAsync(timer.Token).ConfigureAwait(false);
+                if (flushed.IsCanceled || flushed.IsCompleted)
+                {
+                    record.BytesOut = written;
+                    return new ForwardResult(FulcrumError.ClientAborted, "the client stopped reading the response", status, false, true);
+                }
+            }
+            catch (Exception e)
+            {
+                record.BytesOut = written;
+                var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: true);
+                return new ForwardResult(error, detail, status, false, true);
+            }
+        }
+        record.BytesOut = written;
+
+        if (response.Trailers.Count > 0 && outgoing.SupportsTrailers())
+        {
+            foreach (var (name, value) in response.Trailers)
+            {
+                if (!HeaderRules.IsHopByHop(name, connection))
+                {
+                    outgoing.AppendTrailer(name, value);
+                }
+            }
+        }
+        return ForwardResult.Success(status);
+    }
+}
