@@ -33,6 +33,9 @@ internal sealed class Http1Connection : IDisposable
 
     public Http1ConnectionPool Pool { get; }
 
+    /// <summary>The head of the response being read: its lists are reused by each exchange.</summary>
+    public Http1Response Response { get; } = new();
+
     /// <summary>The request head is written here; it grows for a large head and is kept.</summary>
     public byte[] SendBuffer { get; set; } = new byte[4096];
 

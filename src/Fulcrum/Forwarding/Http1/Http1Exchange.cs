@@ -38,8 +38,8 @@ internal sealed class Http1Exchange : IDisposable
         Trailers,
     }
 
-    /// <summary>The response head, once <see cref="ReadHeadAsync"/> returned.</summary>
-    public Http1Response Response { get; } = new();
+    /// <summary>The response head, once <see cref="ReadHeadAsync"/> returned (the connection's, reused exchange after exchange).</summary>
+    public Http1Response Response => _connection!.Response;
 
     /// <summary>True while a new connection is being opened for this exchange.</summary>
     public bool Connecting { get; private set; }
@@ -348,7 +348,7 @@ internal sealed class Http1Exchange : IDisposable
         // Untie the timer first: once this returns, it can no longer close a connection that is back in the pool.
         _abort.Dispose();
         var sendingDone = BodySent;
-        var reusable = _bodyDone && _headReceived && Response.KeepAlive && sendingDone && connection.BufferedCount == 0 && !connection.IsDisposed;
+        var reusable = _bodyDone && _headReceived && connection.Response.KeepAlive && sendingDone && connection.BufferedCount == 0 && !connection.IsDisposed;
         if (!sendingDone)
         {
             // Still sending a body the backend no longer waits for: the connection cannot be reused.
