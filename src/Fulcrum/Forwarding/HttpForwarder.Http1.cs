@@ -153,49 +153,10 @@ internal sealed partial class HttpForwarder
             }
         }
 
-        var writer = outgoing.BodyWriter;
-        var written = 0L;
-        while (true)
+        if (await CopyBodyAsync(new ExchangeBody(exchange), outgoing, timer, record, status).ConfigureAwait(false) is { } failed)
         {
-            var memory = writer.GetMemory();
-            int read;
-            timer.Activity(WaitingOn.Backend);
-            try
-            {
-                read = await exchange.ReadBodyAsync(memory).ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                record.BytesOut = written;
-                var (error, detail) = e is UpstreamProtocolException && !timer.TimedOut && !timer.ClientAborted
-                    ? (FulcrumError.UpstreamProtocolError, e.Message)
-                    : UpstreamErrors.DuringBody(e, timer, clientSide: false);
-                return new ForwardResult(error, detail, status, false, outgoing.HasStarted || written > 0);
-            }
-            if (read == 0)
-            {
-                break;
-            }
-            writer.Advance(read);
-            written += read;
-            timer.Activity(WaitingOn.Client);
-            try
-            {
-                var flushed = await writer.FlushAsync(timer.Token).ConfigureAwait(false);
-                if (flushed.IsCanceled || flushed.IsCompleted)
-                {
-                    record.BytesOut = written;
-                    return new ForwardResult(FulcrumError.ClientAborted, "the client stopped reading the response", status, false, true);
-                }
-            }
-            catch (Exception e)
-            {
-                record.BytesOut = written;
-                var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: true);
-                return new ForwardResult(error, detail, status, false, true);
-            }
+            return failed;
         }
-        record.BytesOut = written;
 
         if (response.Trailers.Count > 0 && outgoing.SupportsTrailers())
         {

@@ -373,50 +373,13 @@ internal sealed partial class HttpForwarder
             return new ForwardResult(error, detail, status, false, outgoing.HasStarted);
         }
 
-        var writer = outgoing.BodyWriter;
-        var written = 0L;
         await using (upstream.ConfigureAwait(false))
         {
-            while (true)
+            if (await CopyBodyAsync(new StreamBody(upstream), outgoing, timer, record, status).ConfigureAwait(false) is { } failed)
             {
-                var memory = writer.GetMemory();
-                int read;
-                timer.Activity(WaitingOn.Backend);
-                try
-                {
-                    read = await upstream.ReadAsync(memory, timer.Token).ConfigureAwait(false);
-                }
-                catch (Exception e)
-                {
-                    record.BytesOut = written;
-                    var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: false);
-                    return new ForwardResult(error, detail, status, false, outgoing.HasStarted || written > 0);
-                }
-                if (read == 0)
-                {
-                    break;
-                }
-                writer.Advance(read);
-                written += read;
-                timer.Activity(WaitingOn.Client);
-                try
-                {
-                    var flushed = await writer.FlushAsync(timer.Token).ConfigureAwait(false);
-                    if (flushed.IsCanceled || flushed.IsCompleted)
-                    {
-                        record.BytesOut = written;
-                        return new ForwardResult(FulcrumError.ClientAborted, "the client stopped reading the response", status, false, true);
-                    }
-                }
-                catch (Exception e)
-                {
-                    record.BytesOut = written;
-                    var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: true);
-                    return new ForwardResult(error, detail, status, false, true);
-                }
+                return failed;
             }
         }
-        record.BytesOut = written;
 
         if (response.TrailingHeaders.NonValidated.Count > 0 && outgoing.SupportsTrailers())
         {
@@ -426,5 +389,73 @@ internal sealed partial class HttpForwarder
             }
         }
         return ForwardResult.Success(status);
+    }
+
+    /// <summary>A response body as the relay reads it: SocketsHttpHandler's stream, or a pooled exchange.</summary>
+    private interface IUpstreamBody
+    {
+        ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken);
+    }
+
+    private readonly struct StreamBody(Stream stream) : IUpstreamBody
+    {
+        public ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken) => stream.ReadAsync(destination, cancellationToken);
+    }
+
+    private readonly struct ExchangeBody(Http1.Http1Exchange exchange) : IUpstreamBody
+    {
+        // The exchange needs no token: the timer closes its connection when it fires.
+        public ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken) => exchange.ReadBodyAsync(destination);
+    }
+
+    /// <summary>
+    /// Relays the body into Kestrel's pipe chunk by chunk, flushing each as it arrives, with the
+    /// idle timer re-armed on every move and aimed at whoever is awaited. Null when the body ended;
+    /// else the failure, with the bytes relayed so far in the record.
+    /// </summary>
+    private static async ValueTask<ForwardResult?> CopyBodyAsync<TBody>(TBody body, HttpResponse outgoing, ForwardingTimer timer, RequestRecord record, int status)
+        where TBody : IUpstreamBody
+    {
+        var writer = outgoing.BodyWriter;
+        var written = 0L;
+        while (true)
+        {
+            var memory = writer.GetMemory();
+            int read;
+            timer.Activity(WaitingOn.Backend);
+            try
+            {
+                read = await body.ReadAsync(memory, timer.Token).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                record.BytesOut = written;
+                var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: false);
+                return new ForwardResult(error, detail, status, false, outgoing.HasStarted || written > 0);
+            }
+            if (read == 0)
+            {
+                record.BytesOut = written;
+                return null;
+            }
+            writer.Advance(read);
+            written += read;
+            timer.Activity(WaitingOn.Client);
+            try
+            {
+                var flushed = await writer.FlushAsync(timer.Token).ConfigureAwait(false);
+                if (flushed.IsCanceled || flushed.IsCompleted)
+                {
+                    record.BytesOut = written;
+                    return new ForwardResult(FulcrumError.ClientAborted, "the client stopped reading the response", status, false, true);
+                }
+            }
+            catch (Exception e)
+            {
+                record.BytesOut = written;
+                var (error, detail) = UpstreamErrors.DuringBody(e, timer, clientSide: true);
+                return new ForwardResult(error, detail, status, false, true);
+            }
+        }
     }
 }

@@ -85,6 +85,11 @@ internal static class UpstreamErrors
         {
             return IdleTimeout(timer);
         }
+        if (exception is Http1.UpstreamProtocolException invalid)
+        {
+            // A malformed chunk or trailer: the backend broke the protocol, not the connection.
+            return (FulcrumError.UpstreamProtocolError, invalid.Message);
+        }
         return (FulcrumError.UpstreamReset, $"the backend broke the connection in the middle of the response body: {Innermost(exception).Message}");
     }
 
