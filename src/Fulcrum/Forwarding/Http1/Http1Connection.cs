@@ -39,9 +39,6 @@ internal sealed class Http1Connection : IDisposable
     /// <summary>The request head is written here; it grows for a large head and is kept.</summary>
     public byte[] SendBuffer { get; set; } = new byte[4096];
 
-    /// <summary>True once it carried an exchange: a failure before any response byte may be a stale connection.</summary>
-    public bool Reused { get; set; }
-
     /// <summary>When it went back to the pool (<see cref="Environment.TickCount64"/>).</summary>
     public long IdleSince { get; set; }
 
@@ -103,24 +100,14 @@ internal sealed class Http1Connection : IDisposable
         return read;
     }
 
-    /// <summary>Receives straight into <paramref name="destination"/>, once nothing is buffered; 0 at the end of the stream.</summary>
+    /// <summary>
+    /// Receives straight into <paramref name="destination"/>, once nothing is buffered; 0 at the
+    /// end of the stream. Only for a body: reading the head has already taken the idle read.
+    /// </summary>
     public ValueTask<int> ReceiveAsync(Memory<byte> destination)
     {
-        if (_readingAhead)
-        {
-            // The posted read owns the buffer: take its bytes through it.
-            return FillThenTakeAsync(destination);
-        }
+        System.Diagnostics.Debug.Assert(!_readingAhead && _start == _end, "a body read while the head's bytes are unread");
         return _socket.ReceiveAsync(destination, SocketFlags.None);
-    }
-
-    private async ValueTask<int> FillThenTakeAsync(Memory<byte> destination)
-    {
-        if (await FillAsync().ConfigureAwait(false) == 0)
-        {
-            return 0;
-        }
-        return TakeBuffered(destination.Span);
     }
 
     public async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)

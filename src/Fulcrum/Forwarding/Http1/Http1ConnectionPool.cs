@@ -29,30 +29,6 @@ internal sealed class Http1ConnectionPool : IDisposable
         _endPoint = endpoint.Ip is { } ip ? new IPEndPoint(ip, endpoint.Port) : new DnsEndPoint(endpoint.Host, endpoint.Port);
     }
 
-    /// <summary>Connections open or opening, idle or in use.</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_idle)
-            {
-                return _total;
-            }
-        }
-    }
-
-    /// <summary>Connections waiting in the pool.</summary>
-    public int IdleCount
-    {
-        get
-        {
-            lock (_idle)
-            {
-                return _idle.Count;
-            }
-        }
-    }
-
     /// <summary>
     /// An idle connection that is still usable, or null when the caller may open a new one (its
     /// place under the limit is taken; <see cref="ConnectAsync"/> or <see cref="Release"/> gives it
@@ -157,7 +133,6 @@ internal sealed class Http1ConnectionPool : IDisposable
             connection.Dispose();
             return;
         }
-        connection.Reused = true;
         lock (_idle)
         {
             if (!_disposed)
