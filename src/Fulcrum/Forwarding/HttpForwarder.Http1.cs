@@ -62,6 +62,9 @@ internal sealed partial class HttpForwarder
             }
             catch (Exception e)
             {
+                // The body may still be waiting on the client: it stops before anything else may
+                // read the client's body (a retry that replays it).
+                await exchange.StopSendingAsync().ConfigureAwait(false);
                 record.ConnectMs = exchange.ConnectMilliseconds;
                 record.BytesIn += body?.BytesSent ?? 0;
                 var (error, detail) = UpstreamErrors.BeforeResponse(e, timer, body?.Started ?? false, body?.ClientError, exchange.Connecting);

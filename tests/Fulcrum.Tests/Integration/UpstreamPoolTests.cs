@@ -222,6 +222,32 @@ public class UpstreamPoolTests
     }
 
     [Fact]
+    public async Task A_try_that_fails_while_the_client_is_still_sending_lets_the_retry_replay_the_body()
+    {
+        await using var backend = await ScriptedBackend.StartAsync(async (conn, index) =>
+        {
+            await conn.ReadHeadAsync();
+            if (index == 0)
+            {
+                return; // reset before any answer, with the body only half sent
+            }
+            var body = await conn.ReadBytesAsync(5);
+            await conn.WriteAsync($"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{body}");
+        });
+        await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(proxy.EndPoint);
+        // A PUT (idempotent, so a reset is retried) whose body comes in two parts.
+        await socket.SendAsync(Encoding.ASCII.GetBytes("PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe"));
+        await Task.Delay(300);
+        await socket.SendAsync(Encoding.ASCII.GetBytes("llo"));
+        var response = await RawHttp.ReadAsync(socket, 3000);
+        Assert.StartsWith("HTTP/1.1 200", response.Text, StringComparison.Ordinal);
+        Assert.EndsWith("hello", response.Text, StringComparison.Ordinal);
+        Assert.Equal(2, backend.Connections);
+    }
+
+    [Fact]
     public async Task A_chunked_upload_reaches_the_backend_whole()
     {
         await using var backend = await TestBackend.StartAsync("b", async c =>
@@ -412,6 +438,23 @@ internal sealed class ScriptedBackend : IAsyncDisposable
                 }
                 _pending += Encoding.Latin1.GetString(_buffer, 0, n);
             }
+        }
+
+        /// <summary>The next <paramref name="count"/> bytes after the head, as Latin-1 text.</summary>
+        public async Task<string> ReadBytesAsync(int count)
+        {
+            while (_pending.Length < count)
+            {
+                var n = await socket.ReceiveAsync(_buffer, SocketFlags.None);
+                if (n == 0)
+                {
+                    break;
+                }
+                _pending += Encoding.Latin1.GetString(_buffer, 0, n);
+            }
+            var taken = _pending[..Math.Min(count, _pending.Length)];
+            _pending = _pending[taken.Length..];
+            return taken;
         }
 
         public async Task WriteAsync(string text) => await socket.SendAsync(Encoding.Latin1.GetBytes(text), SocketFlags.None);

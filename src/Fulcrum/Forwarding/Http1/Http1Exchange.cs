@@ -55,8 +55,6 @@ internal sealed class Http1Exchange : IDisposable
     /// <summary>Response bytes received so far (the head included).</summary>
     public long ResponseBytes { get; private set; }
 
-    public bool HeadReceived => _headReceived;
-
     /// <summary>True when the request body, if any, has been sent whole.</summary>
     public bool BodySent => _sending is null || _sending.IsCompletedSuccessfully;
 
@@ -317,11 +315,37 @@ internal sealed class Http1Exchange : IDisposable
         {
             await _sending!.ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException or Microsoft.AspNetCore.Http.BadHttpRequestException)
+        catch (Exception e) when (IsSendFailure(e))
         {
             // The upload broke after the answer was relayed: nothing more to tell the client.
         }
     }
+
+    /// <summary>
+    /// The exchange failed before an answer: ends the body's sending (a pending read of the
+    /// client's body is cancelled, a pending write fails with the connection) and waits for it, so
+    /// nothing else reads the client's body while it still does.
+    /// </summary>
+    public async ValueTask StopSendingAsync()
+    {
+        if (_sending is null || _sending.IsCompleted)
+        {
+            return;
+        }
+        _body!.CancelPendingRead();
+        _connection?.Abort();
+        try
+        {
+            await _sending.ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsSendFailure(e))
+        {
+            // Expected: it was stopped; the exchange's own failure is what is reported.
+        }
+    }
+
+    private static bool IsSendFailure(Exception e) =>
+        e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException or BadHttpRequestException;
 
     /// <summary>Called by the body when it has been sent whole: from now the backend has the response timeout.</summary>
     internal void BodyFinished(TimeSpan responseTimeout)
@@ -369,6 +393,21 @@ internal sealed class Http1RequestBody(HttpRequest request, ForwardingTimer time
     // Taken now: reading Token from a source disposed meanwhile would throw.
     private readonly CancellationToken _token = timer.Token;
 
+    private volatile bool _reading;
+
+    /// <summary>
+    /// Cancels the read of the client's body now pending, if one is (the exchange ended without
+    /// it). Only then: a cancellation with no read pending would be taken by the next reader, a
+    /// retry's, as if its own read were cancelled.
+    /// </summary>
+    public void CancelPendingRead()
+    {
+        if (_reading)
+        {
+            request.BodyReader.CancelPendingRead();
+        }
+    }
+
     /// <summary>True once the head went out: the backend may have received the request.</summary>
     public bool Started { get; private set; }
 
@@ -387,12 +426,12 @@ internal sealed class Http1RequestBody(HttpRequest request, ForwardingTimer time
         var head = connection.SendBuffer.AsMemory(0, headLength);
         try
         {
-            Started = true;
             var reader = request.BodyReader;
             var first = true;
             if (replay is { Overflowed: false, Recorded.Length: > 0 } recorded)
             {
                 timer.Activity(WaitingOn.Backend);
+                Started = true;
                 await connection.SendAsync(head).ConfigureAwait(false);
                 first = false;
                 await SendChunkAsync(connection, recorded.Recorded, chunked).ConfigureAwait(false);
@@ -401,6 +440,7 @@ internal sealed class Http1RequestBody(HttpRequest request, ForwardingTimer time
             {
                 timer.Activity(WaitingOn.Client);
                 ReadResult result;
+                _reading = true;
                 try
                 {
                     result = await reader.ReadAsync(_token).ConfigureAwait(false);
@@ -409,6 +449,17 @@ internal sealed class Http1RequestBody(HttpRequest request, ForwardingTimer time
                 {
                     ClientError = e;
                     throw;
+                }
+                finally
+                {
+                    _reading = false;
+                }
+                if (result.IsCanceled)
+                {
+                    // Stopped by the exchange (StopSendingAsync), not by the client: nothing is
+                    // consumed, so a retry reads the same bytes.
+                    reader.AdvanceTo(result.Buffer.Start);
+                    throw new OperationCanceledException("the exchange ended before the request body was sent");
                 }
                 var buffer = result.Buffer;
                 var consumed = false;
@@ -419,6 +470,7 @@ internal sealed class Http1RequestBody(HttpRequest request, ForwardingTimer time
                     {
                         // The head and the first part of the body in one write when they fit.
                         first = false;
+                        Started = true;
                         if (buffer.IsSingleSegment && !chunked && head.Length + buffer.Length <= connection.SendBuffer.Length)
                         {
                             buffer.FirstSpan.CopyTo(connection.SendBuffer.AsSpan(head.Length));
