@@ -61,7 +61,7 @@ public class ReviewRegressionTests
     [Fact]
     public async Task BackendHeaderWithAControlCharacter_Gives502UpstreamProtocolError()
     {
-        await using var backend = await RawBackend.StartAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Bad: a\u0001b\r\n\r\nok");
+        await using var backend = await ScriptedBackend.AnsweringAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Bad: a\u0001b\r\n\r\nok");
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         using var response = await proxy.Client.GetAsync("/");
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
@@ -72,7 +72,7 @@ public class ReviewRegressionTests
     [Fact]
     public async Task BackendSendingChunkedAndContentLength_IsRelayedByItsChunks()
     {
-        await using var backend = await RawBackend.StartAsync("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+        await using var backend = await ScriptedBackend.AnsweringAsync("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         using var response = await proxy.Client.GetAsync("/");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -125,69 +125,5 @@ public class ReviewRegressionTests
             fillers.ForEach(f => f.Dispose());
             listener.Dispose();
         }
-    }
-}
-
-/// <summary>A backend that answers every connection with fixed bytes: for responses no real server sends.</summary>
-internal sealed class RawBackend : IAsyncDisposable
-{
-    private readonly TcpListener _listener;
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _loop;
-
-    private RawBackend(TcpListener listener, byte[] response)
-    {
-        _listener = listener;
-        _loop = Task.Run(async () =>
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                TcpClient client;
-                try
-                {
-                    client = await _listener.AcceptTcpClientAsync(_stop.Token);
-                }
-                catch (Exception)
-                {
-                    return;
-                }
-                _ = Task.Run(async () =>
-                {
-                    using (client)
-                    {
-                        var stream = client.GetStream();
-                        var head = new StringBuilder();
-                        var buffer = new byte[8192];
-                        while (!head.ToString().Contains("\r\n\r\n", StringComparison.Ordinal))
-                        {
-                            var n = await stream.ReadAsync(buffer);
-                            if (n == 0)
-                            {
-                                return;
-                            }
-                            head.Append(Encoding.Latin1.GetString(buffer, 0, n));
-                        }
-                        await stream.WriteAsync(response);
-                        await Task.Delay(200);
-                    }
-                });
-            }
-        });
-    }
-
-    public string Address => $"127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
-
-    public static Task<RawBackend> StartAsync(string response)
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return Task.FromResult(new RawBackend(listener, Encoding.Latin1.GetBytes(response)));
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _stop.CancelAsync();
-        _listener.Stop();
-        await _loop;
     }
 }
