@@ -1,3 +1,5 @@
+using Microsoft.Extensions.ObjectPool;
+
 namespace Fulcrum.Forwarding;
 
 /// <summary>Who Fulcrum was waiting on when the idle timer fired.</summary>
@@ -14,22 +16,35 @@ internal enum WaitingOn
 /// the response headers it is the response timeout. It also fires when the client goes away.
 /// Knowing which phase it was in is what turns a cancellation into the right error code.
 /// </summary>
+/// <remarks>
+/// The cancellation source (and the runtime timer inside it) is pooled: a request that ends
+/// without the timer firing hands it on, reset, to a later request. A body sender still running
+/// after the exchange ended may call <see cref="Activity"/> late; arming and disposing take one
+/// lock, so it never re-arms a source that already belongs to another request.
+/// </remarks>
 internal sealed class ForwardingTimer : IDisposable
 {
-    private readonly CancellationTokenSource _source = new();
+    private static readonly ObjectPool<CancellationTokenSource> Sources =
+        new DefaultObjectPool<CancellationTokenSource>(new SourcePolicy(), 4096);
+
+    private readonly CancellationTokenSource _source = Sources.Get();
+    private readonly CancellationToken _token;
     private readonly CancellationToken _clientAborted;
     private readonly CancellationTokenRegistration _registration;
     private readonly TimeSpan _idle;
-    private int _disposed;
+    private bool _disposed;
+    private bool _firedAtDispose;
 
     public ForwardingTimer(CancellationToken clientAborted, TimeSpan idle)
     {
+        _token = _source.Token;
         _clientAborted = clientAborted;
         _idle = idle;
         _registration = clientAborted.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _source);
     }
 
-    public CancellationToken Token => _source.Token;
+    /// <summary>Taken at the start: it stays valid (and cancelled, if it fired) after disposal.</summary>
+    public CancellationToken Token => _token;
 
     /// <summary>True while waiting for response headers, when a firing means response_timeout.</summary>
     public bool AwaitingResponse { get; private set; }
@@ -41,7 +56,18 @@ internal sealed class ForwardingTimer : IDisposable
 
     public bool ClientAborted => _clientAborted.IsCancellationRequested;
 
-    public bool TimedOut => _source.IsCancellationRequested && !_clientAborted.IsCancellationRequested;
+    public bool TimedOut => Fired && !_clientAborted.IsCancellationRequested;
+
+    private bool Fired
+    {
+        get
+        {
+            lock (this)
+            {
+                return _disposed ? _firedAtDispose : _source.IsCancellationRequested;
+            }
+        }
+    }
 
     /// <summary>Bytes moved, or about to: restart the idle clock.</summary>
     public void Activity(WaitingOn waitingOn)
@@ -65,26 +91,49 @@ internal sealed class ForwardingTimer : IDisposable
     private void Arm(TimeSpan timeout)
     {
         Armed = timeout;
-        if (Volatile.Read(ref _disposed) != 0)
+        lock (this)
         {
-            return;
-        }
-        try
-        {
-            // CancelAfter on a source that already fired is a no-op, which is what we want.
-            _source.CancelAfter(timeout);
-        }
-        catch (ObjectDisposedException)
-        {
-            // With Expect: 100-continue the handler may still be sending the body after the
-            // exchange failed and this timer was disposed; there is nothing left to time.
+            // With Expect: 100-continue the handler (or a body sender the exchange left behind)
+            // may still be sending after this timer was disposed; there is nothing left to time,
+            // and the source may already be another request's.
+            if (!_disposed)
+            {
+                // CancelAfter on a source that already fired is a no-op, which is what we want.
+                _source.CancelAfter(timeout);
+            }
         }
     }
 
     public void Dispose()
     {
-        Volatile.Write(ref _disposed, 1);
+        lock (this)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            _firedAtDispose = _source.IsCancellationRequested;
+        }
+        // Waits for a client-abort callback that is running: after this nothing of this request
+        // can cancel the source, and the pool's reset either stops its timer or sees it fired.
         _registration.Dispose();
-        _source.Dispose();
+        Sources.Return(_source);
+    }
+
+    /// <summary>A source goes back only when it can be reset: one that fired (or is firing) is dropped.</summary>
+    private sealed class SourcePolicy : IPooledObjectPolicy<CancellationTokenSource>
+    {
+        public CancellationTokenSource Create() => new();
+
+        public bool Return(CancellationTokenSource source)
+        {
+            if (source.TryReset())
+            {
+                return true;
+            }
+            source.Dispose();
+            return false;
+        }
     }
 }
