@@ -447,7 +447,7 @@ internal sealed partial class RequestPipeline
 
     private static string Describe(FulcrumError error, string route, PoolState pool, RequestRecord record)
     {
-        var tried = record.Attempts?.Count ?? 0;
+        var tried = record.Attempts.Count;
         var total = pool.Backends.Count;
         return error switch
         {
@@ -467,12 +467,9 @@ internal sealed partial class RequestPipeline
     private static List<BackendReport> Reports(RequestRecord record)
     {
         var reports = new List<BackendReport>();
-        if (record.Attempts is { } attempts)
+        foreach (var a in record.Attempts)
         {
-            foreach (var a in attempts)
-            {
-                reports.Add(new BackendReport(a.Backend, ErrorCodes.Code(a.Result), a.Detail ?? ""));
-            }
+            reports.Add(new BackendReport(a.Backend, ErrorCodes.Code(a.Result), a.Detail ?? ""));
         }
         return reports;
     }

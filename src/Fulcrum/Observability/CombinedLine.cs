@@ -38,7 +38,7 @@ internal static class CombinedLine
         text.Append(" upstream_connect_ms=").Append(Ms(record.ConnectMs));
         text.Append(" ttfb_ms=").Append(Ms(record.TimeToFirstByteMs));
         text.Append(" bytes_in=").Append(record.BytesIn.ToString(CultureInfo.InvariantCulture));
-        if (record.Attempts is { } attempts)
+        if (record.Attempts is { Count: > 0 } attempts)
         {
             text.Append(" attempts=");
             for (var i = 0; i < attempts.Count; i++)

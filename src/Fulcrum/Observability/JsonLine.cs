@@ -52,12 +52,9 @@ internal static class JsonLine
             + Len(record.Pool) + Len(record.Backend) + Len(record.TunnelClosedBy) + Len(error);
         var attempts = record.Attempts;
         var size = 1024 + (6 * text);
-        if (attempts is not null)
+        foreach (var attempt in attempts)
         {
-            foreach (var attempt in attempts)
-            {
-                size += 256 + (6 * Len(attempt.Backend));
-            }
+            size += 256 + (6 * Len(attempt.Backend));
         }
         var line = new Writer(buffer.GetSpan(size));
         line.Raw("{\"time\":"u8);
@@ -107,7 +104,7 @@ internal static class JsonLine
                 line.Known(by);
             }
         }
-        if (attempts is not null)
+        if (attempts.Count > 0)
         {
             line.Raw(",\"attempts\":["u8);
             for (var i = 0; i < attempts.Count; i++)

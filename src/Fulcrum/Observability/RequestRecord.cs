@@ -62,14 +62,53 @@ public sealed class RequestRecord
 
     public long BytesOut { get; set; }
 
-    public List<AttemptRecord>? Attempts { get; private set; }
+    /// <summary>The tries, in order; empty when no backend was tried.</summary>
+    public AttemptList Attempts => new(this);
 
     /// <summary>True when the response (or the part of it sent) came from <see cref="Backend"/>, not from Fulcrum.</summary>
     public bool BackendAnswered { get; set; }
 
     public double ElapsedMs => Stopwatch.GetElapsedTime(StartTimestamp).TotalMilliseconds;
 
-    public void AddAttempt(AttemptRecord attempt) => (Attempts ??= new List<AttemptRecord>(2)).Add(attempt);
+    // The first try is kept inline: most requests have just the one, and it costs no list.
+    private AttemptRecord _firstAttempt;
+    private List<AttemptRecord>? _laterAttempts;
+    private int _attemptCount;
+
+    public void AddAttempt(AttemptRecord attempt)
+    {
+        if (_attemptCount == 0)
+        {
+            _firstAttempt = attempt;
+        }
+        else
+        {
+            (_laterAttempts ??= new List<AttemptRecord>(2)).Add(attempt);
+        }
+        _attemptCount++;
+    }
+
+    /// <summary>A request's tries, read without copying them.</summary>
+    public readonly struct AttemptList(RequestRecord record)
+    {
+        public int Count => record._attemptCount;
+
+        public AttemptRecord this[int index] =>
+            (uint)index >= (uint)record._attemptCount ? throw new ArgumentOutOfRangeException(nameof(index))
+            : index == 0 ? record._firstAttempt
+            : record._laterAttempts![index - 1];
+
+        public Enumerator GetEnumerator() => new(this);
+
+        public struct Enumerator(AttemptList list)
+        {
+            private int _index = -1;
+
+            public readonly AttemptRecord Current => list[_index];
+
+            public bool MoveNext() => ++_index < list.Count;
+        }
+    }
 }
 
 /// <summary>One try of one backend: who, how it ended, and how long it took.</summary>
