@@ -4,6 +4,7 @@ using Fulcrum.Routing;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using System.Runtime.CompilerServices;
 
 namespace Fulcrum.Forwarding;
 
@@ -24,6 +25,7 @@ internal sealed partial class HttpForwarder
     private static bool ForPool(HttpContext context, in AttemptOptions options) =>
         UsePool && !options.Upgrade.Any && context.Request.Headers.Expect.Count == 0;
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private async ValueTask<ForwardResult> SendPooledAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
     {
         var timeouts = route.Timeouts;
@@ -112,6 +114,7 @@ internal sealed partial class HttpForwarder
         }
     }
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private static async ValueTask<ForwardResult> RelayPooledAsync(HttpContext context, Http1Exchange exchange, ForwardingTimer timer, RequestRecord record)
     {
         var response = exchange.Response;

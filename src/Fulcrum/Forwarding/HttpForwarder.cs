@@ -6,6 +6,7 @@ using Fulcrum.Routing;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using System.Runtime.CompilerServices;
 
 namespace Fulcrum.Forwarding;
 
@@ -413,6 +414,7 @@ internal sealed partial class HttpForwarder
     /// idle timer re-armed on every move and aimed at whoever is awaited. Null when the body ended;
     /// else the failure, with the bytes relayed so far in the record.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     private static async ValueTask<ForwardResult?> CopyBodyAsync<TBody>(TBody body, HttpResponse outgoing, ForwardingTimer timer, RequestRecord record, int status)
         where TBody : IUpstreamBody
     {

@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Fulcrum.Configuration;
 using Fulcrum.Forwarding;
 using Fulcrum.Health;
@@ -37,7 +38,16 @@ internal sealed partial class RequestPipeline
         _metrics = metrics;
     }
 
-    public async Task InvokeAsync(HttpContext context)
+    /// <summary>Kestrel's request delegate: a Task is allocated only for a request that has to wait.</summary>
+    public Task InvokeAsync(HttpContext context)
+    {
+        var running = RunAsync(context);
+        return running.IsCompletedSuccessfully ? Task.CompletedTask : running.AsTask();
+    }
+
+    // Pooled: the state of a request that waits (most do) is reused rather than allocated.
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
+    private async ValueTask RunAsync(HttpContext context)
     {
         var record = new RequestRecord(RequestIds.FromOrNew(context.Request));
         var activity = Tracing.Start(context.Request, out var traceparent, out var tracestate);
@@ -75,7 +85,8 @@ internal sealed partial class RequestPipeline
         }
     }
 
-    private async Task HandleAsync(HttpContext context, RequestRecord record)
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
+    private async ValueTask HandleAsync(HttpContext context, RequestRecord record)
     {
         var request = context.Request;
         if (RequestGuard.Check(context) is { } refusal)

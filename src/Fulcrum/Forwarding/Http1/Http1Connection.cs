@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace Fulcrum.Forwarding.Http1;
 
@@ -65,6 +66,7 @@ internal sealed class Http1Connection : IDisposable
     /// bytes are moved to the front first, and the buffer grows (up to <paramref name="limit"/>)
     /// when they fill it.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     public async ValueTask<int> FillAsync(int limit = BufferSize)
     {
         if (_readingAhead)
@@ -110,6 +112,7 @@ internal sealed class Http1Connection : IDisposable
         return _socket.ReceiveAsync(destination, SocketFlags.None);
     }
 
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     public async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
     {
         while (!bytes.IsEmpty)

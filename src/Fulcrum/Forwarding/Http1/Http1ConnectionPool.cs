@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Fulcrum.Configuration;
+using System.Runtime.CompilerServices;
 
 namespace Fulcrum.Forwarding.Http1;
 
@@ -34,6 +35,7 @@ internal sealed class Http1ConnectionPool : IDisposable
     /// place under the limit is taken; <see cref="ConnectAsync"/> or <see cref="Release"/> gives it
     /// back). With <paramref name="fresh"/>, idle connections are passed over.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     public async ValueTask<Http1Connection?> RentAsync(int maxConnections, bool fresh, CancellationToken cancellationToken)
     {
         while (true)

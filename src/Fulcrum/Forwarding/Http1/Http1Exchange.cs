@@ -4,6 +4,7 @@ using Fulcrum.Configuration;
 using Fulcrum.Observability;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
+using System.Runtime.CompilerServices;
 
 namespace Fulcrum.Forwarding.Http1;
 
@@ -59,6 +60,7 @@ internal sealed class Http1Exchange : IDisposable
     public bool BodySent => _sending is null || _sending.IsCompletedSuccessfully;
 
     /// <summary>Takes a pooled connection or opens one, and ties it to the timer.</summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     public async ValueTask OpenAsync(Http1ConnectionPool pool, int maxConnections, TimeSpan connectTimeout, bool fresh)
     {
         var token = _timer.Token;
@@ -78,6 +80,7 @@ internal sealed class Http1Exchange : IDisposable
     }
 
     /// <summary>Sends the head, and starts the body (it flows on while the response is awaited).</summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     public async ValueTask SendAsync(HttpContext context, PoolConfig pool, BackendState backend, RequestRecord record, Http1RequestBody? body)
     {
         var connection = _connection!;
@@ -100,6 +103,7 @@ internal sealed class Http1Exchange : IDisposable
     }
 
     /// <summary>Reads the response head, passing over interim 1xx responses (but 101).</summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     public async ValueTask ReadHeadAsync(bool headRequest)
     {
         var connection = _connection!;
@@ -143,6 +147,7 @@ internal sealed class Http1Exchange : IDisposable
     /// Reads response body bytes into <paramref name="destination"/>: 0 at the body's end, whose
     /// trailers are then in <see cref="Http1Response.Trailers"/>. A body cut short throws.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReadBodyAsync(Memory<byte> destination)
     {
         var connection = _connection!;
