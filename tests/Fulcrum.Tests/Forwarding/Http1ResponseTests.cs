@@ -106,4 +106,28 @@ public class Http1ResponseTests
         Assert.Equal(trailers.Length, response.TryParseTrailers(trailers));
         Assert.Equal(["grpc-status=0", "grpc-message=fine"], response.Trailers.Select(h => $"{h.Key}={h.Value}"));
     }
+
+    [Fact]
+    public void A_connection_s_next_response_reuses_equal_strings_and_never_a_stale_one()
+    {
+        var response = new Http1Response();
+        response.TryParse(Encoding.Latin1.GetBytes("HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 21 Nov 2026 07:00:00 GMT\r\nX-Thing: a\r\nContent-Length: 13\r\n\r\n"), false);
+        var first = response.Headers.ToArray();
+
+        // Same lines but a new Date, a value the same length as before, a name in another case,
+        // and a line more: only the equal bytes give the earlier strings.
+        response.TryParse(Encoding.Latin1.GetBytes("HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 21 Nov 2026 07:00:01 GMT\r\nx-thing: b\r\nContent-Length: 13\r\nVary: \u00e9\r\n\r\n"), false);
+        var second = response.Headers;
+        Assert.Equal(
+            ["Server: nginx", "Date: Sat, 21 Nov 2026 07:00:01 GMT", "x-thing: b", "Content-Length: 13", "Vary: \u00e9"],
+            second.Select(h => $"{h.Key}: {h.Value}"));
+        Assert.Same(first[0].Key, second[0].Key);
+        Assert.Same(first[0].Value, second[0].Value);
+        Assert.Same(first[3].Value, second[3].Value);
+        Assert.Equal(13, response.ContentLength);
+
+        // A shorter answer after a longer one: the lines left over from before are not carried in.
+        response.TryParse(Encoding.Latin1.GetBytes("HTTP/1.1 204 No Content\r\nServer: nginx\r\n\r\n"), false);
+        Assert.Equal(["Server: nginx"], response.Headers.Select(h => $"{h.Key}: {h.Value}"));
+    }
 }

@@ -51,6 +51,28 @@ internal sealed class Http1Response
     /// <summary>The response's Connection header, whose listed names are hop-by-hop too.</summary>
     public StringValues Connection { get; private set; }
 
+    // The previous response's header lines on this connection, by position. A backend answers
+    // with the same lines in the same order, most with the same values (Server, Content-Type,
+    // Date within a second), so those strings are taken from here rather than made again.
+    private readonly KeyValuePair<string, string>[] _recent = new KeyValuePair<string, string>[16];
+
+    /// <summary>The header line at <paramref name="index"/> as strings: the previous response's when its bytes are the same.</summary>
+    private (string Name, string Value) Decode(int index, ReadOnlySpan<byte> nameBytes, ReadOnlySpan<byte> valueBytes)
+    {
+        if ((uint)index >= (uint)_recent.Length)
+        {
+            return (HeaderName(nameBytes), Latin1(valueBytes));
+        }
+        var (recentName, recentValue) = _recent[index];
+        // Byte for byte (case included), so a reused name is what HeaderName would return.
+        var name = recentName is not null && Ascii.Equals(nameBytes, recentName) ? recentName : HeaderName(nameBytes);
+        var value = recentValue is not null && Ascii.Equals(valueBytes, recentValue) ? recentValue : Latin1(valueBytes);
+        _recent[index] = new KeyValuePair<string, string>(name, value);
+        return (name, value);
+    }
+
+    private static string Latin1(ReadOnlySpan<byte> bytes) => bytes.IsEmpty ? "" : Encoding.Latin1.GetString(bytes);
+
     public void Reset()
     {
         Status = 0;
@@ -112,8 +134,7 @@ internal sealed class Http1Response
             {
                 throw new UpstreamProtocolException($"the backend sent an invalid response header: {Printable(nameBytes)} (a control character in its value)");
             }
-            var name = HeaderName(nameBytes);
-            var value = valueBytes.IsEmpty ? "" : Encoding.Latin1.GetString(valueBytes);
+            var (name, value) = Decode(Headers.Count, nameBytes, valueBytes);
             Headers.Add(new KeyValuePair<string, string>(name, value));
 
             if (ReferenceEquals(name, Names.ContentLength))
