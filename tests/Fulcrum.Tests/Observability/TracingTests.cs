@@ -32,6 +32,20 @@ public class TracingTests
     }
 
     [Fact]
+    public void NewTraceParent_IsAValidUnsampledW3CContext_AndNeverRepeats()
+    {
+        var seen = new HashSet<string>();
+        for (var i = 0; i < 1000; i++)
+        {
+            var traceparent = Fulcrum.Observability.Tracing.NewTraceParent();
+            Assert.Matches("^00-[0-9a-f]{32}-[0-9a-f]{16}-00$", traceparent);
+            Assert.True(System.Diagnostics.ActivityContext.TryParse(traceparent, null, out var parsed), traceparent);
+            Assert.NotEqual(default, parsed.TraceId);
+            Assert.True(seen.Add(parsed.TraceId.ToHexString()));
+        }
+    }
+
+    [Fact]
     public async Task OtlpEndpoint_ReceivesTheRequestsSpan()
     {
         var bodies = new ConcurrentQueue<byte[]>();
