@@ -127,6 +127,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
         var metrics = new FulcrumMetrics(runtime, options.Version, accessLog);
         var exporter = new PrometheusExporter(metrics.Meter);
+        metrics.ExportTo(exporter);
         var pipeline = new RequestPipeline(runtime, accessLog, loggers.CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
 
         ListenOptions? adminListen = null;

@@ -39,6 +39,31 @@ internal sealed class PrometheusExporter : IDisposable
         _listener.Start();
     }
 
+    /// <summary>
+    /// From now on <paramref name="instruments"/> are recorded by their owner straight into
+    /// <see cref="CellFor"/>'s cells, not through this listener: their measurement events stop
+    /// here, so nothing is counted twice, and reach only other listeners (an OpenTelemetry
+    /// pipeline), whose subscription is what makes <see cref="Instrument.Enabled"/> true.
+    /// </summary>
+    internal void RecordDirectly(IEnumerable<Instrument> instruments)
+    {
+        foreach (var instrument in instruments)
+        {
+            _listener.DisableMeasurementEvents(instrument);
+        }
+    }
+
+    /// <summary>The running total of <paramref name="instrument"/> for one tag set, made when new.</summary>
+    internal Cell CellFor(Instrument instrument, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var series = _series.GetOrAdd(instrument, static i => new Series(i));
+        if (!series.ByTags.TryGetValue(tags, out var cell))
+        {
+            cell = series.Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram, s.IsIntegral), series);
+        }
+        return cell;
+    }
+
     private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, Series series)
     {
         var observed = _observed;
@@ -125,7 +150,7 @@ internal sealed class PrometheusExporter : IDisposable
     }
 
     /// <summary>The running total of one tag set; for a histogram, its bucket counts, sum and count.</summary>
-    private sealed class Cell(bool histogram, bool integral)
+    internal sealed class Cell(bool histogram, bool integral)
     {
         private readonly long[]? _buckets = histogram ? new long[Buckets.Length] : null;
         private long _count;

@@ -99,6 +99,47 @@ public class MetricsTests
     }
 
     [Fact]
+    public async Task AnotherListener_ReadsTheSameInstruments_AndTheScrapeCountsEachRequestOnce()
+    {
+        // The per-request instruments reach the exporter without its listener (FulcrumMetrics.ExportTo);
+        // an OpenTelemetry-style listener must still see every measurement, and its subscription
+        // must not make the exporter count anything twice.
+        await using var backend = await TestBackend.StartAsync("b");
+        await using var proxy = await TestProxy.StartAsync("round_robin", backend);
+        var meter = proxy.Server.Metrics!.Meter;
+        var seen = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (ReferenceEquals(instrument.Meter, meter))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((i, value, _, _) => seen.AddOrUpdate(i.Name, value, (_, v) => v + value));
+        listener.SetMeasurementEventCallback<double>((i, _, _, _) => seen.AddOrUpdate(i.Name, 1, (_, v) => v + 1));
+        listener.Start();
+
+        (await proxy.Client.GetAsync("/before")).Dispose(); // the listener is on from the start of this one
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await proxy.Client.GetAsync("/x")).StatusCode);
+        }
+        await proxy.Log.WaitForAsync(l => l.GetProperty("path").GetString() == "/x" && seen.GetValueOrDefault("fulcrum_requests_total") >= 5);
+
+        Assert.Equal(5, seen["fulcrum_requests_total"]);
+        Assert.Equal(5, seen["fulcrum_request_duration_seconds"]);
+        Assert.Equal(5, seen["fulcrum_upstream_attempts_total"]);
+        Assert.Equal(5, seen["fulcrum_upstream_response_duration_seconds"]);
+        var lines = proxy.Server.ScrapeMetrics().Split('\n');
+        Assert.Contains("fulcrum_requests_total{route=\"main\",pool=\"main\",backend=\"b\",status=\"200\",error=\"\"} 5", lines);
+        Assert.Contains("fulcrum_upstream_attempts_total{pool=\"main\",backend=\"b\",result=\"ok\"} 5", lines);
+        Assert.Contains("fulcrum_request_duration_seconds_count{route=\"main\",pool=\"main\"} 5", lines);
+    }
+
+    [Fact]
     public async Task HealthTransitionsProbesAndEjections_AreCounted()
     {
         await using var a = await TestBackend.StartAsync("a");
