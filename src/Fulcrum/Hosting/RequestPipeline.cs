@@ -78,6 +78,7 @@ internal sealed partial class RequestPipeline
             {
                 record.Status = context.Response.StatusCode;
             }
+            record.Finish();
             // The span and the counters first: they must end even if writing the log line fails.
             Tracing.Stop(activity, context, record);
             _metrics?.RecordRequest(record);

@@ -34,7 +34,7 @@ internal static class CombinedLine
         text.Append(" pool=").Append(record.Pool ?? "-");
         text.Append(" backend=").Append(record.Backend ?? "-");
         text.Append(" error=").Append(record.Error == FulcrumError.None ? "-" : ErrorCodes.Code(record.Error));
-        text.Append(" duration_ms=").Append(Ms(record.ElapsedMs));
+        text.Append(" duration_ms=").Append(Ms(record.DurationMs));
         text.Append(" upstream_connect_ms=").Append(Ms(record.ConnectMs));
         text.Append(" ttfb_ms=").Append(Ms(record.TimeToFirstByteMs));
         text.Append(" bytes_in=").Append(record.BytesIn.ToString(CultureInfo.InvariantCulture));

@@ -144,7 +144,7 @@ public sealed class FulcrumMetrics : IDisposable
         if (!record.Tunnelled)
         {
             // A WebSocket's hour-long life is not a response time: it would swamp the percentiles.
-            var seconds = record.ElapsedMs / 1000.0;
+            var seconds = record.DurationMs / 1000.0;
             _durationCells?.Get(route, pool).Add(seconds);
             if (RequestDuration.Enabled)
             {

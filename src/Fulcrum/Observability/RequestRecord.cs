@@ -70,6 +70,17 @@ public sealed class RequestRecord
 
     public double ElapsedMs => Stopwatch.GetElapsedTime(StartTimestamp).TotalMilliseconds;
 
+    private double _durationMs = -1;
+
+    /// <summary>
+    /// The whole request's milliseconds, fixed by <see cref="Finish"/> so the log line and the
+    /// duration histogram tell the same time (and read the clock once); the time so far before.
+    /// </summary>
+    public double DurationMs => _durationMs >= 0 ? _durationMs : ElapsedMs;
+
+    /// <summary>The request has ended: its duration stops here.</summary>
+    public void Finish() => _durationMs = ElapsedMs;
+
     // The first try is kept inline: most requests have just the one, and it costs no list.
     private AttemptRecord _firstAttempt;
     private List<AttemptRecord>? _laterAttempts;

@@ -294,6 +294,28 @@ public class AccessLogNumberTests
     }
 
     [Theory]
+    [InlineData("0.0.0.0")]
+    [InlineData("1.2.3.4")]
+    [InlineData("10.0.100.9")]
+    [InlineData("192.168.10.255")]
+    [InlineData("255.255.255.255")]
+    [InlineData("::ffff:127.0.0.1")]
+    [InlineData("2001:db8::1")]
+    [InlineData(null)]
+    public void The_client_address_is_written_as_IPAddress_formats_it(string? address)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Method = "GET";
+        context.Request.Path = "/";
+        context.Connection.RemoteIpAddress = address is null ? null : System.Net.IPAddress.Parse(address);
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        JsonLine.Write(buffer, context, new RequestRecord("id"));
+
+        var client = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory).RootElement.GetProperty("client");
+        Assert.Equal(context.Connection.RemoteIpAddress?.ToString(), client.GetString());
+    }
+
+    [Theory]
     [InlineData("/plain/path")]
     [InlineData("/quote\"and\\backslash")]
     [InlineData("/ctl\u0001\t\r\n\u001f\u007f")]
