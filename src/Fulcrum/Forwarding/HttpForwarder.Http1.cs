@@ -1,10 +1,10 @@
+using System.Runtime.CompilerServices;
 using Fulcrum.Forwarding.Http1;
 using Fulcrum.Observability;
 using Fulcrum.Routing;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using System.Runtime.CompilerServices;
 
 namespace Fulcrum.Forwarding;
 

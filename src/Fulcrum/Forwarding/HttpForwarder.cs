@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Net;
+using System.Runtime.CompilerServices;
 using Fulcrum.Configuration;
 using Fulcrum.Observability;
 using Fulcrum.Routing;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using System.Runtime.CompilerServices;
 
 namespace Fulcrum.Forwarding;
 

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using Fulcrum.Configuration;
 using System.Runtime.CompilerServices;
+using Fulcrum.Configuration;
 
 namespace Fulcrum.Forwarding.Http1;
 
