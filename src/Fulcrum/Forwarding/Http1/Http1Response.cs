@@ -106,15 +106,8 @@ internal sealed class Http1Response
         var chunked = false;
         var close = false;
         var keepAliveToken = false;
-        while (!rest.IsEmpty)
+        while (NextLine(ref rest, out var line))
         {
-            var n = rest.IndexOf((byte)'\n');
-            var line = TrimCr(n < 0 ? rest : rest[..n]);
-            rest = n < 0 ? [] : rest[(n + 1)..];
-            if (line.IsEmpty)
-            {
-                break;
-            }
             if (line[0] is (byte)' ' or (byte)'\t')
             {
                 throw Invalid("a folded header line (obsolete line folding is not accepted)");
@@ -234,15 +227,8 @@ internal sealed class Http1Response
             end = blank;
         }
         var rest = buffer[..end];
-        while (!rest.IsEmpty)
+        while (NextLine(ref rest, out var line))
         {
-            var n = rest.IndexOf((byte)'\n');
-            var line = TrimCr(n < 0 ? rest : rest[..n]);
-            rest = n < 0 ? [] : rest[(n + 1)..];
-            if (line.IsEmpty)
-            {
-                break;
-            }
             var colon = line.IndexOf((byte)':');
             if (colon <= 0 || line[..colon].ContainsAnyExcept(TokenBytes) || line[0] is (byte)' ' or (byte)'\t')
             {
@@ -258,7 +244,7 @@ internal sealed class Http1Response
             {
                 continue;
             }
-            Trailers.Add(new KeyValuePair<string, string>(name, Encoding.Latin1.GetString(valueBytes)));
+            Trailers.Add(new KeyValuePair<string, string>(name, Latin1(valueBytes)));
         }
         return end;
     }
@@ -302,6 +288,15 @@ internal sealed class Http1Response
         }
         minor = line[7] - (byte)'0';
         Status = status;
+    }
+
+    /// <summary>Takes the next line (its CR dropped) off <paramref name="rest"/>: false at the end or at an empty line.</summary>
+    private static bool NextLine(ref ReadOnlySpan<byte> rest, out ReadOnlySpan<byte> line)
+    {
+        var n = rest.IndexOf((byte)'\n');
+        line = TrimCr(n < 0 ? rest : rest[..n]);
+        rest = n < 0 ? [] : rest[(n + 1)..];
+        return !line.IsEmpty;
     }
 
     private static ReadOnlySpan<byte> TrimCr(ReadOnlySpan<byte> line) =>
