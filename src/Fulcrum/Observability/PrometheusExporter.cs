@@ -56,12 +56,7 @@ internal sealed class PrometheusExporter : IDisposable
     /// <summary>The running total of <paramref name="instrument"/> for one tag set, made when new.</summary>
     internal Cell CellFor(Instrument instrument, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
-        var series = _series.GetOrAdd(instrument, static i => new Series(i));
-        if (!series.ByTags.TryGetValue(tags, out var cell))
-        {
-            cell = series.Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram, s.IsIntegral), series);
-        }
-        return cell;
+        return _series.GetOrAdd(instrument, static i => new Series(i)).CellFor(tags);
     }
 
     private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags, Series series)
@@ -72,13 +67,7 @@ internal sealed class PrometheusExporter : IDisposable
             observed.Add((instrument, new TagValues(tags), value));
             return;
         }
-        // Look the tag set up by the span itself: an existing series costs no allocation, which
-        // matters at several measurements per request. Only a new tag set is copied into a key.
-        if (!series.ByTags.TryGetValue(tags, out var cell))
-        {
-            cell = series.Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram, s.IsIntegral), series);
-        }
-        cell.Add(value);
+        series.CellFor(tags).Add(value);
     }
 
     /// <summary>Writes every series: what was recorded so far, and the observable instruments now.</summary>
@@ -147,6 +136,15 @@ internal sealed class PrometheusExporter : IDisposable
 
         /// <summary>The same cells, found by a measurement's span of tags.</summary>
         public ConcurrentDictionary<TagValues, Cell>.AlternateLookup<ReadOnlySpan<KeyValuePair<string, object?>>> ByTags { get; }
+
+        /// <summary>
+        /// The cell of one tag set, looked up by the span itself: an existing one costs no
+        /// allocation, which matters at several measurements per request. Only a new tag set is
+        /// copied into a key.
+        /// </summary>
+        public Cell CellFor(ReadOnlySpan<KeyValuePair<string, object?>> tags) =>
+            ByTags.TryGetValue(tags, out var cell) ? cell
+            : Cells.GetOrAdd(new TagValues(tags), static (_, s) => new Cell(s.IsHistogram, s.IsIntegral), this);
     }
 
     /// <summary>The running total of one tag set; for a histogram, its bucket counts, sum and count.</summary>
