@@ -31,6 +31,17 @@ internal static class JsonLine
     // cost several times that, at six look-ups a line); the table holds at most its size in strings.
     private static readonly KnownEntry?[] Known = new KnownEntry?[256];
 
+    // The UTC second the last line was written in, as `"yyyy-MM-ddTHH:mm:ss`: formatted once a
+    // second rather than once a line. Threads that race on a new second each build the same text.
+    private static SecondText? CurrentSecond;
+
+    private sealed class SecondText(long second)
+    {
+        public readonly long Second = second;
+        public readonly byte[] Bytes = Encoding.ASCII.GetBytes(
+            "\"" + new DateTime(second * TimeSpan.TicksPerSecond, DateTimeKind.Utc).ToString("yyyy-MM-dd'T'HH:mm:ss", CultureInfo.InvariantCulture));
+    }
+
     private sealed class KnownEntry(string value)
     {
         public readonly string Value = value;
@@ -206,8 +217,19 @@ internal static class JsonLine
             }
             var micros = (long)Math.Round(ms * 1000, MidpointRounding.AwayFromZero);
             var span = Free;
-            (micros / 1000).TryFormat(span, out var n, default, CultureInfo.InvariantCulture);
-            var fraction = (int)(micros % 1000);
+            var whole = micros / 1000;
+            var fraction = (int)(micros - (whole * 1000));
+            int n;
+            if (whole < 10)
+            {
+                // Most times on a healthy proxy: one digit, no formatter call.
+                span[0] = (byte)('0' + whole);
+                n = 1;
+            }
+            else
+            {
+                whole.TryFormat(span, out n, default, CultureInfo.InvariantCulture);
+            }
             if (fraction != 0)
             {
                 span[n++] = (byte)'.';
@@ -222,14 +244,55 @@ internal static class JsonLine
             Position += n;
         }
 
-        /// <summary>ISO 8601 with the fraction's trailing zeros dropped, as Utf8JsonWriter writes it.</summary>
+        /// <summary>
+        /// ISO 8601 with the fraction's trailing zeros dropped, as Utf8JsonWriter writes it. A UTC
+        /// time (every request's) copies its second, formatted once per second, and writes the
+        /// fraction's digits itself; another offset (tests) takes the runtime's formatter.
+        /// </summary>
         public void Time(DateTimeOffset time)
+        {
+            if (time.Offset != TimeSpan.Zero)
+            {
+                FormattedTime(time);
+                return;
+            }
+            var ticks = time.UtcTicks;
+            var second = ticks / TimeSpan.TicksPerSecond;
+            var text = CurrentSecond;
+            if (text is null || text.Second != second)
+            {
+                text = new SecondText(second);
+                CurrentSecond = text;
+            }
+            Raw(text.Bytes);
+            var fraction = (int)(ticks - (second * TimeSpan.TicksPerSecond));
+            if (fraction != 0)
+            {
+                // Seven digits, then drop the trailing zeros: at least one digit stays.
+                var span = Free;
+                span[0] = (byte)'.';
+                for (var i = 7; i >= 1; i--)
+                {
+                    span[i] = (byte)('0' + (fraction % 10));
+                    fraction /= 10;
+                }
+                var n = 8;
+                while (span[n - 1] == (byte)'0')
+                {
+                    n--;
+                }
+                Position += n;
+            }
+            Raw("+00:00\""u8);
+        }
+
+        private void FormattedTime(DateTimeOffset time)
         {
             var span = Free;
             span[0] = (byte)'"';
             time.TryFormat(span[1..], out var n, "O", CultureInfo.InvariantCulture);
             n++;
-            // "yyyy-MM-ddTHH:mm:ss.fffffff+00:00": trim the seven fraction digits' trailing zeros.
+            // "yyyy-MM-ddTHH:mm:ss.fffffff+hh:mm": trim the seven fraction digits' trailing zeros.
             var dot = span[..n].IndexOf((byte)'.');
             if (dot > 0)
             {

@@ -268,6 +268,10 @@ public class AccessLogNumberTests
     [InlineData(0.0005, "0.001")]
     [InlineData(0.0004, "0")]
     [InlineData(12345.0707, "12345.071")]
+    // Either side of ten, where the whole part stops being one digit written directly.
+    [InlineData(9.99949, "9.999")]
+    [InlineData(9.9996, "10")]
+    [InlineData(10.25, "10.25")]
     public void Milliseconds_are_written_with_at_most_three_decimals(double ms, string expected)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
@@ -364,12 +368,20 @@ public class AccessLogNumberTests
     }
 
     [Theory]
-    [InlineData(0)]
-    [InlineData(1230000)]
-    [InlineData(1234567)]
-    public void The_time_drops_the_fractions_trailing_zeros_and_reads_back_to_the_tick(long ticks)
+    [InlineData(0, 0)]
+    [InlineData(1230000, 0)]
+    [InlineData(1234567, 0)]
+    [InlineData(1, 0)]
+    [InlineData(9999999, 0)]
+    // The next second, and the next day: the second's cached text must follow the clock.
+    [InlineData(10000000, 0)]
+    [InlineData(864000000000 + 5000000, 0)]
+    // An offset other than UTC (the log writes UTC; an embedding app's record may not).
+    [InlineData(1234500, 120)]
+    [InlineData(0, -330)]
+    public void The_time_drops_the_fractions_trailing_zeros_and_reads_back_to_the_tick(long ticks, int offsetMinutes)
     {
-        var time = new DateTimeOffset(2026, 11, 21, 6, 34, 37, TimeSpan.Zero).AddTicks(ticks);
+        var time = new DateTimeOffset(2026, 11, 21, 6, 34, 37, TimeSpan.FromMinutes(offsetMinutes)).AddTicks(ticks);
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         using (var reference = new System.Text.Json.Utf8JsonWriter(buffer))
         {
