@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Globalization;
-using System.Text;
 using Fulcrum.Forwarding;
 using Microsoft.AspNetCore.Http;
 
@@ -10,76 +9,145 @@ namespace Fulcrum.Observability;
 /// The access log line in Apache's combined format, as nginx writes it, followed by Fulcrum's own
 /// fields as key=value pairs, so tools that read combined logs still can:
 /// <c>127.0.0.1 - - [21/Nov/2026:03:07:00 +0000] "GET /v1/orders HTTP/1.1" 200 114 "-" "curl/8.0" request_id=… route=api pool=api backend=api-1 error=- duration_ms=1.7 upstream_connect_ms=- ttfb_ms=1.6 attempts=api-1:ok</c>.
-/// The request line has no query string (it carries secrets), as in the JSON format.
+/// The request line has no query string (it carries secrets), as in the JSON format. Written byte
+/// by byte into the thread's pending buffer, as the JSON line is (<see cref="LineWriter"/>): no
+/// string is built for a line.
 /// </summary>
 internal static class CombinedLine
 {
     /// <summary>Printable ASCII but the quote and the backslash: what needs no escape.</summary>
-    private static readonly SearchValues<char> Plain = SearchValues.Create(
+    private static readonly SearchValues<char> Unescaped = SearchValues.Create(
         " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~");
 
-    public static void Write(ArrayBufferWriter<byte> buffer, HttpContext context, RequestRecord record)
+    public static void Write(IBufferWriter<byte> buffer, HttpContext context, RequestRecord record)
     {
         var request = context.Request;
-        var text = new StringBuilder(256);
-        text.Append(context.Connection.RemoteIpAddress?.ToString() ?? "-").Append(" - - [");
-        text.Append(record.StartTime.ToString("dd/MMM/yyyy:HH:mm:ss +0000", CultureInfo.InvariantCulture)).Append("] \"");
-        text.Append(request.Method).Append(' ').Append(Quoted(request.Path.Value ?? "/")).Append(' ').Append(request.Protocol).Append("\" ");
-        text.Append(record.Status.ToString(CultureInfo.InvariantCulture)).Append(' ');
-        text.Append(record.BytesOut > 0 ? record.BytesOut.ToString(CultureInfo.InvariantCulture) : "-").Append(" \"");
-        text.Append(Quoted(request.Headers.Referer.ToString(), "-")).Append("\" \"");
-        text.Append(Quoted(request.Headers.UserAgent.ToString(), "-")).Append('"');
-        text.Append(" request_id=").Append(record.RequestId);
-        text.Append(" route=").Append(record.Route ?? "-");
-        text.Append(" pool=").Append(record.Pool ?? "-");
-        text.Append(" backend=").Append(record.Backend ?? "-");
-        text.Append(" error=").Append(record.Error == FulcrumError.None ? "-" : ErrorCodes.Code(record.Error));
-        text.Append(" duration_ms=").Append(Ms(record.DurationMs));
-        text.Append(" upstream_connect_ms=").Append(Ms(record.ConnectMs));
-        text.Append(" ttfb_ms=").Append(Ms(record.TimeToFirstByteMs));
-        text.Append(" bytes_in=").Append(record.BytesIn.ToString(CultureInfo.InvariantCulture));
-        if (record.Attempts is { Count: > 0 } attempts)
+        var path = request.Path.Value ?? "/";
+        var referer = request.Headers.Referer;
+        var userAgent = request.Headers.UserAgent;
+        var referrerText = referer.Count switch { 0 => "", 1 => referer[0] ?? "", _ => referer.ToString() };
+        var agentText = userAgent.Count switch { 0 => "", 1 => userAgent[0] ?? "", _ => userAgent.ToString() };
+        var attempts = record.Attempts;
+        // One span for the whole line: a quoted value's character is at most three UTF-8 bytes,
+        // each written as \xHH; any other text is at most three bytes a character.
+        var quoted = path.Length + referrerText.Length + agentText.Length;
+        var text = Len(request.Method) + Len(request.Protocol) + Len(record.RequestId) + Len(record.Route) + Len(record.Pool) + Len(record.Backend);
+        foreach (var attempt in attempts)
         {
-            text.Append(" attempts=");
+            text += Len(attempt.Backend) + 32;
+        }
+        var line = new LineWriter(buffer.GetSpan(512 + (12 * quoted) + (3 * text)));
+        line.Address(context.Connection.RemoteIpAddress, quoted: false, "-"u8);
+        line.Raw(" - - ["u8);
+        record.StartTime.UtcDateTime.TryFormat(line.Free, out var written, "dd/MMM/yyyy:HH:mm:ss", CultureInfo.InvariantCulture);
+        line.Advance(written);
+        line.Raw(" +0000] \""u8);
+        line.Plain(request.Method);
+        line.Byte((byte)' ');
+        line.Quoted(path, ""u8);
+        line.Byte((byte)' ');
+        line.Plain(request.Protocol);
+        line.Raw("\" "u8);
+        line.Number(record.Status);
+        line.Byte((byte)' ');
+        if (record.BytesOut > 0)
+        {
+            line.Number(record.BytesOut);
+        }
+        else
+        {
+            line.Byte((byte)'-');
+        }
+        line.Raw(" \""u8);
+        line.Quoted(referrerText, "-"u8);
+        line.Raw("\" \""u8);
+        line.Quoted(agentText, "-"u8);
+        line.Raw("\" request_id="u8);
+        line.Plain(record.RequestId);
+        line.Raw(" route="u8);
+        line.Plain(record.Route ?? "-");
+        line.Raw(" pool="u8);
+        line.Plain(record.Pool ?? "-");
+        line.Raw(" backend="u8);
+        line.Plain(record.Backend ?? "-");
+        line.Raw(" error="u8);
+        line.Plain(record.Error == FulcrumError.None ? "-" : ErrorCodes.Code(record.Error));
+        line.Raw(" duration_ms="u8);
+        line.Ms(record.DurationMs, "-"u8);
+        line.Raw(" upstream_connect_ms="u8);
+        line.Ms(record.ConnectMs, "-"u8);
+        line.Raw(" ttfb_ms="u8);
+        line.Ms(record.TimeToFirstByteMs, "-"u8);
+        line.Raw(" bytes_in="u8);
+        line.Number(record.BytesIn);
+        if (attempts.Count > 0)
+        {
+            line.Raw(" attempts="u8);
             for (var i = 0; i < attempts.Count; i++)
             {
-                text.Append(i == 0 ? "" : ",").Append(attempts[i].Backend).Append(':')
-                    .Append(attempts[i].Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempts[i].Result));
+                if (i > 0)
+                {
+                    line.Byte((byte)',');
+                }
+                line.Plain(attempts[i].Backend);
+                line.Byte((byte)':');
+                line.Plain(attempts[i].Result == FulcrumError.None ? "ok" : ErrorCodes.Code(attempts[i].Result));
             }
         }
-        var line = text.ToString();
-        var bytes = Encoding.UTF8.GetBytes(line, buffer.GetSpan(Encoding.UTF8.GetMaxByteCount(line.Length)));
-        buffer.Advance(bytes);
+        buffer.Advance(line.Position);
     }
 
-    private static string Ms(double ms) => ms < 0 ? "-" : Math.Round(ms, 3).ToString(CultureInfo.InvariantCulture);
+    private static int Len(string? text) => text?.Length ?? 1;
+
+    /// <summary>A value outside quotes (names from configuration, codes, the method): as it is, in UTF-8.</summary>
+    private static void Plain(this ref LineWriter line, string value)
+    {
+        if (System.Text.Ascii.IsValid(value))
+        {
+            line.Ascii(value);
+        }
+        else
+        {
+            line.Utf8(value);
+        }
+    }
 
     /// <summary>
     /// A value inside the line's quotes, escaped as nginx does: each UTF-8 byte of a quote, a
     /// backslash, a control character or anything beyond ASCII becomes <c>\xHH</c>.
     /// </summary>
-    private static string Quoted(string value, string empty = "")
+    private static void Quoted(this ref LineWriter line, string value, ReadOnlySpan<byte> empty)
     {
         if (value.Length == 0)
         {
-            return empty;
+            line.Raw(empty);
+            return;
         }
-        if (!value.AsSpan().ContainsAnyExcept(Plain))
+        if (!value.AsSpan().ContainsAnyExcept(Unescaped))
         {
-            return value;
+            line.Ascii(value);
+            return;
         }
-        var text = new StringBuilder(value.Length + 16);
-        foreach (var b in Encoding.UTF8.GetBytes(value))
+        Span<byte> utf8 = stackalloc byte[4];
+        foreach (var rune in value.EnumerateRunes())
         {
-            if (b is (byte)'"' or (byte)'\\' || b < 0x20 || b > (byte)'~')
+            // A lone surrogate enumerates as U+FFFD, as Encoding.UTF8 writes it.
+            var length = rune.EncodeToUtf8(utf8);
+            foreach (var b in utf8[..length])
             {
-                text.Append(CultureInfo.InvariantCulture, $"\\x{b:X2}");
-            }
-            else
-            {
-                text.Append((char)b);
+                if (b is (byte)'"' or (byte)'\\' || b < 0x20 || b > (byte)'~')
+                {
+                    line.Raw("\\x"u8);
+                    line.Byte(Hex[b >> 4]);
+                    line.Byte(Hex[b & 0xF]);
+                }
+                else
+                {
+                    line.Byte(b);
+                }
             }
         }
-        return text.ToString();
     }
+
+    private static ReadOnlySpan<byte> Hex => "0123456789ABCDEF"u8;
 }

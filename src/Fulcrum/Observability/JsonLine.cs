@@ -29,7 +29,7 @@ internal static class JsonLine
     // small table indexed by the string's identity hash, an entry replaced when another string
     // lands on its slot. A lookup is a hash read and a reference compare (a ConditionalWeakTable
     // cost several times that, at six look-ups a line); the table holds at most its size in strings.
-    private static readonly KnownEntry?[] Known = new KnownEntry?[256];
+    private static readonly KnownEntry?[] KnownValues = new KnownEntry?[256];
 
     // The UTC second the last line was written in, as `"yyyy-MM-ddTHH:mm:ss`: formatted once a
     // second rather than once a line. Threads that race on a new second each build the same text.
@@ -67,7 +67,7 @@ internal static class JsonLine
         {
             size += 256 + (6 * Len(attempt.Backend));
         }
-        var line = new Writer(buffer.GetSpan(size));
+        var line = new LineWriter(buffer.GetSpan(size));
         line.Raw("{\"time\":"u8);
         line.Time(record.StartTime);
         line.Raw(",\"request_id\":"u8);
@@ -75,7 +75,7 @@ internal static class JsonLine
         line.Raw(",\"trace_id\":"u8);
         line.String(record.TraceId);
         line.Raw(",\"client\":"u8);
-        line.Address(context.Connection.RemoteIpAddress);
+        line.Address(context.Connection.RemoteIpAddress, quoted: true, "null"u8);
         line.Raw(",\"method\":"u8);
         line.Known(method);
         // The Host header as received (HTTP/2's :authority arrives as Host), without building a HostString.
@@ -96,11 +96,11 @@ internal static class JsonLine
         line.Raw(",\"error\":"u8);
         line.Known(error);
         line.Raw(",\"upstream_connect_ms\":"u8);
-        line.Ms(record.ConnectMs);
+        line.Ms(record.ConnectMs, "null"u8);
         line.Raw(",\"ttfb_ms\":"u8);
-        line.Ms(record.TimeToFirstByteMs);
+        line.Ms(record.TimeToFirstByteMs, "null"u8);
         line.Raw(",\"duration_ms\":"u8);
-        line.Ms(record.DurationMs);
+        line.Ms(record.DurationMs, "null"u8);
         line.Raw(",\"bytes_in\":"u8);
         line.Number(record.BytesIn);
         line.Raw(",\"bytes_out\":"u8);
@@ -131,7 +131,7 @@ internal static class JsonLine
                     line.Number(attempt.Status);
                 }
                 line.Raw(",\"duration_ms\":"u8);
-                line.Ms(attempt.DurationMs);
+                line.Ms(attempt.DurationMs, "null"u8);
                 line.Raw("}"u8);
             }
             line.Raw("]"u8);
@@ -142,218 +142,114 @@ internal static class JsonLine
 
     private static int Len(string? text) => text?.Length ?? 4;
 
-    /// <summary>Writes into one span sized for the whole line.</summary>
-    private ref struct Writer(Span<byte> span)
+    private static void String(this ref LineWriter line, string? value)
     {
-        private readonly Span<byte> _span = span;
-
-        public int Position { get; private set; }
-
-        private Span<byte> Free => _span[Position..];
-
-        public void Raw(ReadOnlySpan<byte> bytes)
+        if (value is null)
         {
-            bytes.CopyTo(Free);
-            Position += bytes.Length;
+            line.Raw("null"u8);
+            return;
         }
+        line.String(value.AsSpan());
+    }
 
-        public void String(string? value)
+    private static void String(this ref LineWriter line, ReadOnlySpan<char> value)
+    {
+        if (value.ContainsAnyExcept(Plain))
         {
-            if (value is null)
-            {
-                Raw("null"u8);
-                return;
-            }
-            String(value.AsSpan());
+            line.Raw(Escaped(value));
+            return;
         }
+        var span = line.Free;
+        span[0] = (byte)'"';
+        System.Text.Ascii.FromUtf16(value, span[1..], out var written);
+        span[written + 1] = (byte)'"';
+        line.Advance(written + 2);
+    }
 
-        public void String(ReadOnlySpan<char> value)
+    private static void Known(this ref LineWriter line, string? value)
+    {
+        if (value is null)
         {
-            if (value.ContainsAnyExcept(Plain))
-            {
-                Raw(Escaped(value));
-                return;
-            }
-            var span = Free;
-            span[0] = (byte)'"';
-            Ascii.FromUtf16(value, span[1..], out var written);
-            span[written + 1] = (byte)'"';
-            Position += written + 2;
+            line.Raw("null"u8);
+            return;
         }
+        var slot = RuntimeHelpers.GetHashCode(value) & (KnownValues.Length - 1);
+        var entry = KnownValues[slot];
+        if (entry is null || !ReferenceEquals(entry.Value, value))
+        {
+            entry = new KnownEntry(value);
+            KnownValues[slot] = entry;
+        }
+        line.Raw(entry.Bytes);
+    }
 
-        public void Known(string? value)
+    /// <summary>
+    /// ISO 8601 with the fraction's trailing zeros dropped, as Utf8JsonWriter writes it. A UTC
+    /// time (every request's) copies its second, formatted once per second, and writes the
+    /// fraction's digits itself; another offset (tests) takes the runtime's formatter.
+    /// </summary>
+    private static void Time(this ref LineWriter line, DateTimeOffset time)
+    {
+        if (time.Offset != TimeSpan.Zero)
         {
-            if (value is null)
-            {
-                Raw("null"u8);
-                return;
-            }
-            var slot = RuntimeHelpers.GetHashCode(value) & (JsonLine.Known.Length - 1);
-            var entry = JsonLine.Known[slot];
-            if (entry is null || !ReferenceEquals(entry.Value, value))
-            {
-                entry = new KnownEntry(value);
-                JsonLine.Known[slot] = entry;
-            }
-            Raw(entry.Bytes);
+            line.FormattedTime(time);
+            return;
         }
+        var ticks = time.UtcTicks;
+        var second = ticks / TimeSpan.TicksPerSecond;
+        var text = CurrentSecond;
+        if (text is null || text.Second != second)
+        {
+            text = new SecondText(second);
+            CurrentSecond = text;
+        }
+        line.Raw(text.Bytes);
+        var fraction = (int)(ticks - (second * TimeSpan.TicksPerSecond));
+        if (fraction != 0)
+        {
+            // Seven digits, then drop the trailing zeros: at least one digit stays.
+            var span = line.Free;
+            span[0] = (byte)'.';
+            for (var i = 7; i >= 1; i--)
+            {
+                span[i] = (byte)('0' + (fraction % 10));
+                fraction /= 10;
+            }
+            var n = 8;
+            while (span[n - 1] == (byte)'0')
+            {
+                n--;
+            }
+            line.Advance(n);
+        }
+        line.Raw("+00:00\""u8);
+    }
 
-        public void Number(long value)
+    private static void FormattedTime(this ref LineWriter line, DateTimeOffset time)
+    {
+        var span = line.Free;
+        span[0] = (byte)'"';
+        time.TryFormat(span[1..], out var n, "O", CultureInfo.InvariantCulture);
+        n++;
+        // "yyyy-MM-ddTHH:mm:ss.fffffff+hh:mm": trim the seven fraction digits' trailing zeros.
+        var dot = span[..n].IndexOf((byte)'.');
+        if (dot > 0)
         {
-            value.TryFormat(Free, out var written, default, CultureInfo.InvariantCulture);
-            Position += written;
+            var end = dot + 8;
+            var keep = end;
+            while (keep > dot + 1 && span[keep - 1] == (byte)'0')
+            {
+                keep--;
+            }
+            if (keep == dot + 1)
+            {
+                keep = dot;
+            }
+            span[end..n].CopyTo(span[keep..]);
+            n -= end - keep;
         }
-
-        /// <summary>
-        /// Milliseconds with three decimals, trailing zeros dropped, written from integers
-        /// (formatting a double costs several times more); null when negative (not measured).
-        /// </summary>
-        public void Ms(double ms)
-        {
-            if (ms < 0)
-            {
-                Raw("null"u8);
-                return;
-            }
-            var micros = (long)Math.Round(ms * 1000, MidpointRounding.AwayFromZero);
-            var span = Free;
-            var whole = micros / 1000;
-            var fraction = (int)(micros - (whole * 1000));
-            int n;
-            if (whole < 10)
-            {
-                // Most times on a healthy proxy: one digit, no formatter call.
-                span[0] = (byte)('0' + whole);
-                n = 1;
-            }
-            else
-            {
-                whole.TryFormat(span, out n, default, CultureInfo.InvariantCulture);
-            }
-            if (fraction != 0)
-            {
-                span[n++] = (byte)'.';
-                span[n++] = (byte)('0' + (fraction / 100));
-                span[n++] = (byte)('0' + (fraction / 10 % 10));
-                span[n++] = (byte)('0' + (fraction % 10));
-                while (span[n - 1] == (byte)'0')
-                {
-                    n--;
-                }
-            }
-            Position += n;
-        }
-
-        /// <summary>
-        /// ISO 8601 with the fraction's trailing zeros dropped, as Utf8JsonWriter writes it. A UTC
-        /// time (every request's) copies its second, formatted once per second, and writes the
-        /// fraction's digits itself; another offset (tests) takes the runtime's formatter.
-        /// </summary>
-        public void Time(DateTimeOffset time)
-        {
-            if (time.Offset != TimeSpan.Zero)
-            {
-                FormattedTime(time);
-                return;
-            }
-            var ticks = time.UtcTicks;
-            var second = ticks / TimeSpan.TicksPerSecond;
-            var text = CurrentSecond;
-            if (text is null || text.Second != second)
-            {
-                text = new SecondText(second);
-                CurrentSecond = text;
-            }
-            Raw(text.Bytes);
-            var fraction = (int)(ticks - (second * TimeSpan.TicksPerSecond));
-            if (fraction != 0)
-            {
-                // Seven digits, then drop the trailing zeros: at least one digit stays.
-                var span = Free;
-                span[0] = (byte)'.';
-                for (var i = 7; i >= 1; i--)
-                {
-                    span[i] = (byte)('0' + (fraction % 10));
-                    fraction /= 10;
-                }
-                var n = 8;
-                while (span[n - 1] == (byte)'0')
-                {
-                    n--;
-                }
-                Position += n;
-            }
-            Raw("+00:00\""u8);
-        }
-
-        private void FormattedTime(DateTimeOffset time)
-        {
-            var span = Free;
-            span[0] = (byte)'"';
-            time.TryFormat(span[1..], out var n, "O", CultureInfo.InvariantCulture);
-            n++;
-            // "yyyy-MM-ddTHH:mm:ss.fffffff+hh:mm": trim the seven fraction digits' trailing zeros.
-            var dot = span[..n].IndexOf((byte)'.');
-            if (dot > 0)
-            {
-                var end = dot + 8;
-                var keep = end;
-                while (keep > dot + 1 && span[keep - 1] == (byte)'0')
-                {
-                    keep--;
-                }
-                if (keep == dot + 1)
-                {
-                    keep = dot;
-                }
-                span[end..n].CopyTo(span[keep..]);
-                n -= end - keep;
-            }
-            span[n++] = (byte)'"';
-            Position += n;
-        }
-
-        public void Address(System.Net.IPAddress? address)
-        {
-            var span = Free;
-            if (address is { AddressFamily: System.Net.Sockets.AddressFamily.InterNetwork })
-            {
-                // Four numbers and three dots, written here: IPAddress's own formatter cost about
-                // a tenth of the whole line.
-                Span<byte> octets = stackalloc byte[4];
-                address.TryWriteBytes(octets, out _);
-                var n = 0;
-                span[n++] = (byte)'"';
-                for (var i = 0; i < 4; i++)
-                {
-                    if (i > 0)
-                    {
-                        span[n++] = (byte)'.';
-                    }
-                    int octet = octets[i];
-                    if (octet >= 100)
-                    {
-                        span[n++] = (byte)('0' + (octet / 100));
-                    }
-                    if (octet >= 10)
-                    {
-                        span[n++] = (byte)('0' + (octet / 10 % 10));
-                    }
-                    span[n++] = (byte)('0' + (octet % 10));
-                }
-                span[n++] = (byte)'"';
-                Position += n;
-                return;
-            }
-            if (address is not null && address.TryFormat(span[1..], out var written))
-            {
-                span[0] = (byte)'"';
-                span[written + 1] = (byte)'"';
-                Position += written + 2;
-                return;
-            }
-            Raw("null"u8);
-        }
+        span[n++] = (byte)'"';
+        line.Advance(n);
     }
 
     /// <summary>A quoted JSON string with the relaxed encoder's escapes: the rare path.</summary>
