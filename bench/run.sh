@@ -23,6 +23,9 @@
 #                                      proxy: GET only, no features), what a dedicated upstream
 #                                      pool could reach at most;
 #                                      NOTE="what changed": a line under the dated heading;
+#                                      for a few-per-cent question: ROUNDS=7, TARGETS= the two
+#                                      compared, and ALT_ENV="FULCRUM_AA_PROBE=1" (a no-op) to
+#                                      read the noise between two identical Fulcrums;
 #                                      DOC=docs/performance.md: where the dated table is appended,
 #                                      DOC= to only print it)
 # Installs nginx, haproxy and wrk with apt-get when they are missing. Binds 127.0.0.1 only.
