@@ -184,14 +184,18 @@ for conns in $CONNECTIONS; do
     for i in $(seq 0 $((${#targets[@]} - 1))); do
       t=${targets[$(((i + round) % ${#targets[@]}))]}
       echo "$conns connections, round $round/$ROUNDS: $t" >&2
-      if [ "$t" = fulcrum-observed ]; then
-        # Rotate the access log as logrotate would (remove, then SIGUSR1 to reopen), so each
-        # round writes a fresh file rather than one that grows by gigabytes over the run.
-        rm -f "$work/access.log"; kill -USR1 "$observed_pid"; sleep 0.2
-      fi
       echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" >>"$results"
-      if [ "$t" = fulcrum-observed ] && ! [ -s "$work/access.log" ]; then
-        echo "fulcrum-observed wrote no access log lines: its cost would read as zero" >&2; exit 1
+      if [ "$t" = fulcrum-observed ]; then
+        # Rotate the access log as logrotate does (rename, then SIGUSR1 to reopen), so each round
+        # starts on a fresh file rather than one that grows by gigabytes over the run. The old
+        # file is flushed to disk before it is removed, between rounds: the disk's writeback,
+        # which any logger pays, then lands in no target's timed window rather than in a random one.
+        mv "$work/access.log" "$work/access.log.1" 2>/dev/null || true
+        kill -USR1 "$observed_pid"; sleep 0.2
+        if ! [ -s "$work/access.log.1" ]; then
+          echo "fulcrum-observed wrote no access log lines: its cost would read as zero" >&2; exit 1
+        fi
+        sync "$work/access.log.1"; rm -f "$work/access.log.1"
       fi
     done
   done
