@@ -183,9 +183,7 @@ public sealed class FulcrumRuntime : IDisposable
         {
             return false;
         }
-        Prober.Stop(backend);
-        Health.Remove(state, backend);
-        backend.Connections.Dispose();
+        Forget(state, backend);
         if (persist)
         {
             lock (_stateLock)
@@ -286,9 +284,7 @@ public sealed class FulcrumRuntime : IDisposable
                 changes.PoolsRemoved.Add(name);
                 foreach (var b in pool.Backends)
                 {
-                    Prober.Stop(b);
-                    Health.Remove(pool, b);
-                    b.Connections.Dispose();
+                    Forget(pool, b);
                 }
                 Retire(pool.Invoker);
                 lock (_stateLock)
@@ -399,10 +395,7 @@ public sealed class FulcrumRuntime : IDisposable
         }
         foreach (var b in removed)
         {
-            Prober.Stop(b);
-            Health.Remove(pool, b);
-            // Idle connections close now; those in use close when their request ends.
-            b.Connections.Dispose();
+            Forget(pool, b);
         }
         foreach (var (b, set) in clearOverrides)
         {
@@ -412,6 +405,18 @@ public sealed class FulcrumRuntime : IDisposable
     }
 
     /// <summary>Disposes a replaced upstream handler once the requests and tunnels using it have had time to end.</summary>
+    /// <summary>
+    /// A backend leaves its pool (removed by the API or a reload, or its pool removed): its probes
+    /// stop, its health is dropped, and its idle connections close now (those in use close when
+    /// their request ends).
+    /// </summary>
+    private void Forget(PoolState pool, BackendState backend)
+    {
+        Prober.Stop(backend);
+        Health.Remove(pool, backend);
+        backend.Connections.Dispose();
+    }
+
     private void Retire(HttpMessageInvoker invoker)
     {
         lock (_retired)
