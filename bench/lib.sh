@@ -17,23 +17,30 @@ need_tools() {
 # tool_path TOOL: the command's path (nginx and haproxy live in /usr/sbin, often not on PATH).
 tool_path() { command -v "$1" || echo "/usr/sbin/$1"; }
 
-# backends_conf DIR PORT...: writes DIR/backends.conf, one nginx worker with a server on each
-# 127.0.0.1:PORT answering "hello world!\n" (13 bytes), keep-alive without limit, no access log.
+# nginx_conf DIR NAME HTTP: writes DIR/NAME.conf, one nginx worker in the foreground whose http
+# block has no access log, keep-alive without limit, and the lines HTTP.
+nginx_conf() {
+  cat >"$1/$2.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $1/$2.pid;
+error_log $1/$2.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+$3
+}
+CONF
+}
+
+# backends_conf DIR PORT...: writes DIR/backends.conf, a server on each 127.0.0.1:PORT answering
+# "hello world!\n" (13 bytes).
 backends_conf() {
   local dir=$1 port servers=""
   shift
   for port in "$@"; do
     servers+="  server { listen 127.0.0.1:$port; location / { return 200 \"hello world!\\n\"; } }"$'\n'
   done
-  cat >"$dir/backends.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/backends.pid;
-error_log $dir/backends.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-$servers}
-CONF
+  nginx_conf "$dir" backends "${servers%$'\n'}"
 }

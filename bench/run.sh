@@ -65,22 +65,11 @@ if [ -n "${ALT_PUBLISH:-}" ]; then
 fi
 
 backends_conf "$work" "$B1" "$B2"
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream backends { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 256; }
+nginx_conf "$work" nginx "  upstream backends { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 256; }
   server {
     listen 127.0.0.1:$P_NGINX;
-    location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
+    location / { proxy_pass http://backends; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }"
 cat >"$work/haproxy.cfg" <<CONF
 global
   nbthread 1
