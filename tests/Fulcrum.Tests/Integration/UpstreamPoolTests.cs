@@ -89,11 +89,7 @@ public class UpstreamPoolTests
     public async Task A_body_framed_by_the_end_of_the_connection_is_relayed_whole_and_the_connection_not_kept()
     {
         var body = new string('x', 100_000);
-        await using var backend = await ScriptedBackend.StartAsync(async (conn, _) =>
-        {
-            await conn.ReadHeadAsync();
-            await conn.WriteAsync("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body);
-        });
+        await using var backend = await ScriptedBackend.AnsweringOnceAsync("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body);
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         Assert.Equal(body, await proxy.Client.GetStringAsync("/one"));
         Assert.Equal(body, await proxy.Client.GetStringAsync("/two"));
@@ -162,11 +158,7 @@ public class UpstreamPoolTests
     [InlineData("SSH-2.0-OpenSSH_9.6\r\n\r\n", "status line")]
     public async Task A_broken_answer_is_a_502_upstream_protocol_error_that_says_what_broke(string answer, string said)
     {
-        await using var backend = await ScriptedBackend.StartAsync(async (conn, _) =>
-        {
-            await conn.ReadHeadAsync();
-            await conn.WriteAsync(answer);
-        });
+        await using var backend = await ScriptedBackend.AnsweringOnceAsync(answer);
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         using var response = await proxy.Client.GetAsync("/");
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
@@ -177,11 +169,7 @@ public class UpstreamPoolTests
     [Fact]
     public async Task A_response_head_over_64_KiB_is_refused()
     {
-        await using var backend = await ScriptedBackend.StartAsync(async (conn, _) =>
-        {
-            await conn.ReadHeadAsync();
-            await conn.WriteAsync("HTTP/1.1 200 OK\r\nX-Big: " + new string('a', 70_000) + "\r\nContent-Length: 0\r\n\r\n");
-        });
+        await using var backend = await ScriptedBackend.AnsweringOnceAsync("HTTP/1.1 200 OK\r\nX-Big: " + new string('a', 70_000) + "\r\nContent-Length: 0\r\n\r\n");
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         using var response = await proxy.Client.GetAsync("/");
         Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
@@ -191,11 +179,7 @@ public class UpstreamPoolTests
     [Fact]
     public async Task A_body_cut_short_of_its_length_aborts_the_client_connection()
     {
-        await using var backend = await ScriptedBackend.StartAsync(async (conn, _) =>
-        {
-            await conn.ReadHeadAsync();
-            await conn.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part");
-        });
+        await using var backend = await ScriptedBackend.AnsweringOnceAsync("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part");
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => proxy.Client.GetStringAsync("/"));
         var line = await proxy.Log.WaitForAsync(l => l.GetProperty("path").GetString() == "/");
@@ -294,11 +278,7 @@ public class UpstreamPoolTests
     [Fact]
     public async Task The_upstream_head_carries_the_proxy_headers_and_not_the_hop_by_hop_ones()
     {
-        await using var backend = await ScriptedBackend.StartAsync(async (conn, _) =>
-        {
-            await conn.ReadHeadAsync();
-            await conn.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-        });
+        await using var backend = await ScriptedBackend.AnsweringOnceAsync("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         var raw = await RawHttp.SendAsync(proxy.EndPoint,
             "GET /p?q=1 HTTP/1.1\r\nHost: shop.example\r\nConnection: X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nCookie: a=1\r\nX-Forwarded-For: 203.0.113.9\r\nX-Multi: 1\r\nX-Multi: 2\r\n\r\n");

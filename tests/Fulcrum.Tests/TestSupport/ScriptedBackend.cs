@@ -69,6 +69,13 @@ internal sealed class ScriptedBackend : IAsyncDisposable
         }
     });
 
+    /// <summary>A backend that answers one request head per connection with these bytes, then closes it.</summary>
+    public static Task<ScriptedBackend> AnsweringOnceAsync(string response) => StartAsync(async (conn, _) =>
+    {
+        await conn.ReadHeadAsync();
+        await conn.WriteAsync(response);
+    });
+
     public static Task<ScriptedBackend> StartAsync(Func<Conn, int, Task> script)
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
