@@ -100,17 +100,7 @@ internal static class CombinedLine
     private static int Len(string? text) => text?.Length ?? 1;
 
     /// <summary>A value outside quotes (names from configuration, codes, the method): as it is, in UTF-8.</summary>
-    private static void Plain(this ref LineWriter line, string value)
-    {
-        if (System.Text.Ascii.IsValid(value))
-        {
-            line.Ascii(value);
-        }
-        else
-        {
-            line.Utf8(value);
-        }
-    }
+    private static void Plain(this ref LineWriter line, string value) => line.Utf8(value);
 
     /// <summary>
     /// A value inside the line's quotes, escaped as nginx does: each UTF-8 byte of a quote, a
