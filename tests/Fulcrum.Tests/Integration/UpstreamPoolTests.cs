@@ -141,11 +141,7 @@ public class UpstreamPoolTests
     [Fact]
     public async Task Interim_answers_are_passed_over_for_the_final_one()
     {
-        await using var backend = await ScriptedBackend.StartAsync(async (conn, _) =>
-        {
-            await conn.ReadHeadAsync();
-            await conn.WriteAsync("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone");
-        });
+        await using var backend = await ScriptedBackend.AnsweringOnceAsync("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone");
         await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]));
         using var response = await proxy.Client.GetAsync("/");
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
