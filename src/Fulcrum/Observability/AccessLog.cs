@@ -25,8 +25,8 @@ public sealed class AccessLog : IAsyncDisposable
     private readonly ThreadLocal<Pending>? _local;
     private readonly List<Pending> _all = [];
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _pump = Task.CompletedTask;
+    // Completed when the writer thread has written its last line.
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly string? _path;
     private readonly bool _combined;
     private Stream? _output;
@@ -47,7 +47,7 @@ public sealed class AccessLog : IAsyncDisposable
             return;
         }
         _local = new ThreadLocal<Pending>(Register);
-        _pump = Task.Run(PumpAsync);
+        new Thread(Pump) { IsBackground = true, Name = "fulcrum access log" }.Start();
     }
 
     /// <summary>A log that writes nothing.</summary>
@@ -84,7 +84,7 @@ public sealed class AccessLog : IAsyncDisposable
     }
 
     private static FileStream OpenFile(string path) =>
-        new(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, useAsync: true);
+        new(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, useAsync: false);
 
     /// <summary>One thread's lines waiting for the writer. Kept in <see cref="_all"/>, so lines of a thread that ended are still written.</summary>
     private sealed class Pending
@@ -155,9 +155,13 @@ public sealed class AccessLog : IAsyncDisposable
         }
     }
 
-    private async Task PumpAsync()
+    /// <summary>
+    /// The writer: a thread of its own, so its sleeps, wake-ups and blocking writes (a slow disk,
+    /// a full pipe) never touch the thread pool that serves requests. An async loop on the pool
+    /// cost about 4% of requests/s at 60,000 a second (docs/performance.md, "Eighth round").
+    /// </summary>
+    private void Pump()
     {
-        var stop = _stop.Token;
         var snapshot = new List<Pending>();
         try
         {
@@ -166,9 +170,9 @@ public sealed class AccessLog : IAsyncDisposable
                 var closing = _closed;
                 if (_path is not null && Interlocked.Exchange(ref _reopen, 0) == 1)
                 {
-                    await ReopenAsync(_path).ConfigureAwait(false);
+                    Reopen(_path);
                 }
-                if (!await WriteAllAsync(snapshot).ConfigureAwait(false))
+                if (!WriteAll(snapshot))
                 {
                     if (closing)
                     {
@@ -179,7 +183,7 @@ public sealed class AccessLog : IAsyncDisposable
                     Interlocked.Exchange(ref _sleeping, 1);
                     if (!HasLines(snapshot) && !_closed)
                     {
-                        await ((Task)_wake.WaitAsync(stop)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                        _wake.Wait();
                     }
                     Interlocked.Exchange(ref _sleeping, 0);
                     continue;
@@ -190,7 +194,7 @@ public sealed class AccessLog : IAsyncDisposable
                 }
                 // Let lines gather: one write per burst, not per line. A line waits at most this
                 // long, less when a thread's lines pass WakeEarly.
-                await ((Task)_wake.WaitAsync(GatherInterval, stop)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                _wake.Wait(GatherInterval);
             }
         }
         catch (Exception e)
@@ -200,7 +204,7 @@ public sealed class AccessLog : IAsyncDisposable
             _closed = true;
             try
             {
-                await Console.Error.WriteLineAsync($"fulcrum: the access log stopped: {e.Message}").ConfigureAwait(false);
+                Console.Error.WriteLine($"fulcrum: the access log stopped: {e.Message}");
             }
             catch (IOException)
             {
@@ -214,6 +218,10 @@ public sealed class AccessLog : IAsyncDisposable
                     pending.Lines.ResetWrittenCount();
                 }
             }
+        }
+        finally
+        {
+            _stopped.SetResult();
         }
     }
 
@@ -243,7 +251,7 @@ public sealed class AccessLog : IAsyncDisposable
     }
 
     /// <summary>Takes every thread's pending lines and writes them; false when there were none.</summary>
-    private async ValueTask<bool> WriteAllAsync(List<Pending> snapshot)
+    private bool WriteAll(List<Pending> snapshot)
     {
         var wrote = false;
         foreach (var pending in Snapshot(snapshot))
@@ -266,13 +274,13 @@ public sealed class AccessLog : IAsyncDisposable
                 pending.Lines = pending.Spare;
                 pending.Spare = taken;
             }
-            await _output!.WriteAsync(taken.WrittenMemory).ConfigureAwait(false);
+            _output!.Write(taken.WrittenSpan);
             taken.ResetWrittenCount();
             wrote = true;
         }
         if (wrote)
         {
-            await _output!.FlushAsync().ConfigureAwait(false);
+            _output!.Flush();
         }
         return wrote;
     }
@@ -282,7 +290,7 @@ public sealed class AccessLog : IAsyncDisposable
     /// one is closed, so a file that cannot be opened (permissions, a missing directory) leaves
     /// lines going to the old one, with one line on stderr, rather than ending the log.
     /// </summary>
-    private async Task ReopenAsync(string path)
+    private void Reopen(string path)
     {
         FileStream fresh;
         try
@@ -291,10 +299,10 @@ public sealed class AccessLog : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            await Console.Error.WriteLineAsync($"fulcrum: could not reopen the access log {path}: {e.Message}; still writing to the old file").ConfigureAwait(false);
+            Console.Error.WriteLine($"fulcrum: could not reopen the access log {path}: {e.Message}; still writing to the old file");
             return;
         }
-        await _output!.DisposeAsync().ConfigureAwait(false);
+        _output!.Dispose();
         _output = fresh;
     }
 
@@ -306,14 +314,13 @@ public sealed class AccessLog : IAsyncDisposable
         }
         // Lines written from here on are dropped and counted; the writer drains what is pending.
         _closed = true;
-        _stop.Cancel();
-        await _pump.ConfigureAwait(false);
+        _wake.Release();
+        await _stopped.Task.ConfigureAwait(false);
         if (_output is FileStream)
         {
             await _output.DisposeAsync().ConfigureAwait(false);
         }
         // The thread-local table and the wake-up semaphore are left to the collector: a request
         // that outlives shutdown may still call Write, which must count its line, not throw.
-        _stop.Dispose();
     }
 }
