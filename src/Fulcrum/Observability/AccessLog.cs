@@ -8,10 +8,10 @@ namespace Fulcrum.Observability;
 /// <summary>
 /// One JSON line per request, to stdout, stderr or a file. Each thread that serves requests has its
 /// own pending buffer, and a line is serialised straight into it under a lock that only the writer
-/// ever contends for; a background writer swaps the buffers out about every 10 ms and writes each
-/// in one call. So a line costs its serialisation and an uncontended lock, with no copy, no queue
-/// and no wake-up, and a slow disk or a blocked pipe never slows requests: a thread whose pending
-/// lines reach <see cref="PendingLimit"/> bytes drops further lines and counts them. Lines from
+/// ever contends for; the writer, a thread of its own, swaps the buffers out about every 10 ms and
+/// writes each in one call. So a line costs its serialisation and an uncontended lock, with no
+/// copy, no queue and no wake-up, and a slow disk or a blocked pipe never slows requests: a thread
+/// whose pending lines reach <see cref="PendingLimit"/> bytes drops further lines and counts them. Lines from
 /// different threads can appear out of order by up to one batch (about 10 ms); each line is whole.
 /// </summary>
 public sealed class AccessLog : IAsyncDisposable
