@@ -7,29 +7,23 @@ namespace Fulcrum.Observability;
 /// The Prometheus exporter's cells of one per-request instrument, found by the identity of the
 /// label values: they come from configuration and fixed sets (route and backend names, status
 /// and error texts), so the same few string objects recur, and comparing references replaces
-/// hashing and comparing text on every request. A miss (a new combination, or two sharing a slot)
+/// hashing and comparing text on every request (<see cref="IdentityTable{TKey, TValue}"/>). A miss (a new combination)
 /// asks the exporter, which compares by value, so an equal string that is another object still
 /// finds the same cell: a miss costs time, never a wrong count.
 /// </summary>
 internal sealed class DirectCells(PrometheusExporter exporter, Instrument instrument, params string[] names)
 {
-    private const int Slots = 256; // a power of two
-
-    private readonly Entry?[] _entries = new Entry?[Slots];
+    private readonly IdentityTable<Labels, PrometheusExporter.Cell> _cells = new();
 
     public PrometheusExporter.Cell Get(string a, string b, string c = "", string d = "", string e = "")
     {
-        var slot = ((((((RuntimeHelpers.GetHashCode(a) * 31) + RuntimeHelpers.GetHashCode(b)) * 31)
-            + RuntimeHelpers.GetHashCode(c)) * 31 + RuntimeHelpers.GetHashCode(d)) * 31 + RuntimeHelpers.GetHashCode(e)) & (Slots - 1);
-        var entry = _entries[slot];
-        if (entry is not null && ReferenceEquals(entry.A, a) && ReferenceEquals(entry.B, b) && ReferenceEquals(entry.C, c)
-            && ReferenceEquals(entry.D, d) && ReferenceEquals(entry.E, e))
+        var key = new Labels(a, b, c, d, e);
+        if (!_cells.TryGet(key, out var cell))
         {
-            return entry.Cell;
+            cell = Lookup(a, b, c, d, e);
+            _cells.Add(key, cell);
         }
-        entry = new Entry(a, b, c, d, e, Lookup(a, b, c, d, e));
-        _entries[slot] = entry; // one reference write: a reader sees the old entry or the new one
-        return entry.Cell;
+        return cell;
     }
 
     private PrometheusExporter.Cell Lookup(string a, string b, string c, string d, string e)
@@ -45,13 +39,21 @@ internal sealed class DirectCells(PrometheusExporter exporter, Instrument instru
         return exporter.CellFor(instrument, tags[..names.Length]);
     }
 
-    private sealed class Entry(string a, string b, string c, string d, string e, PrometheusExporter.Cell cell)
+    /// <summary>Up to five label values, compared by identity.</summary>
+    private readonly struct Labels(string a, string b, string c, string d, string e) : IIdentityKey<Labels>
     {
-        public readonly string A = a;
-        public readonly string B = b;
-        public readonly string C = c;
-        public readonly string D = d;
-        public readonly string E = e;
-        public readonly PrometheusExporter.Cell Cell = cell;
+        private readonly string _a = a;
+        private readonly string _b = b;
+        private readonly string _c = c;
+        private readonly string _d = d;
+        private readonly string _e = e;
+
+        public int IdentityHash() =>
+            (((((((RuntimeHelpers.GetHashCode(_a) * 31) + RuntimeHelpers.GetHashCode(_b)) * 31)
+            + RuntimeHelpers.GetHashCode(_c)) * 31) + RuntimeHelpers.GetHashCode(_d)) * 31) + RuntimeHelpers.GetHashCode(_e);
+
+        public bool SameAs(in Labels other) =>
+            ReferenceEquals(_a, other._a) && ReferenceEquals(_b, other._b) && ReferenceEquals(_c, other._c)
+            && ReferenceEquals(_d, other._d) && ReferenceEquals(_e, other._e);
     }
 }

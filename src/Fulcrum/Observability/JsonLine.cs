@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -25,11 +24,10 @@ internal static class JsonLine
     private static readonly SearchValues<char> Plain = SearchValues.Create(
         " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~");
 
-    // Values from configuration or a fixed set, quoted and encoded once per string instance: a
-    // small table indexed by the string's identity hash, an entry replaced when another string
-    // lands on its slot. A lookup is a hash read and a reference compare (a ConditionalWeakTable
-    // cost several times that, at six look-ups a line); the table holds at most its size in strings.
-    private static readonly KnownEntry?[] KnownValues = new KnownEntry?[256];
+    // Values from configuration or a fixed set, quoted and encoded once per string instance and
+    // found again by the string's identity: a hash read and a reference compare (a
+    // ConditionalWeakTable cost several times that, at six look-ups a line).
+    private static readonly IdentityTable<SameObject, byte[]> KnownValues = new();
 
     // The UTC second the last line was written in, as `"yyyy-MM-ddTHH:mm:ss`: formatted once a
     // second rather than once a line. Threads that race on a new second each build the same text.
@@ -40,12 +38,6 @@ internal static class JsonLine
         public readonly long Second = second;
         public readonly byte[] Bytes = Encoding.ASCII.GetBytes(
             "\"" + new DateTime(second * TimeSpan.TicksPerSecond, DateTimeKind.Utc).ToString("yyyy-MM-dd'T'HH:mm:ss", CultureInfo.InvariantCulture));
-    }
-
-    private sealed class KnownEntry(string value)
-    {
-        public readonly string Value = value;
-        public readonly byte[] Bytes = Escaped(value);
     }
 
     public static void Write(IBufferWriter<byte> buffer, HttpContext context, RequestRecord record)
@@ -173,14 +165,13 @@ internal static class JsonLine
             line.Raw("null"u8);
             return;
         }
-        var slot = RuntimeHelpers.GetHashCode(value) & (KnownValues.Length - 1);
-        var entry = KnownValues[slot];
-        if (entry is null || !ReferenceEquals(entry.Value, value))
+        var key = new SameObject(value);
+        if (!KnownValues.TryGet(key, out var bytes))
         {
-            entry = new KnownEntry(value);
-            KnownValues[slot] = entry;
+            bytes = Escaped(value);
+            KnownValues.Add(key, bytes);
         }
-        line.Raw(entry.Bytes);
+        line.Raw(bytes);
     }
 
     /// <summary>
