@@ -26,6 +26,10 @@
 #                                      for a few-per-cent question: ROUNDS=7, TARGETS= the two
 #                                      compared, and ALT_ENV="FULCRUM_AA_PROBE=1" (a no-op) to
 #                                      read the noise between two identical Fulcrums;
+#                                      FRESH=1: each Fulcrum target starts afresh and is warmed
+#                                      (WARM=10s) before each of its rounds, so the medians also
+#                                      average over what differs between processes; WARM= the
+#                                      warm-up before measuring (3s without FRESH);
 #                                      DOC=docs/performance.md: where the dated table is appended,
 #                                      DOC= to only print it)
 # Installs nginx, haproxy and wrk with apt-get when they are missing. Binds 127.0.0.1 only.
@@ -108,19 +112,30 @@ fulcrum_yaml "$P_OBSERVED" "access_log: { path: $work/access.log }" >"$work/fulc
 $LOAD_CPU "$NGINX" -c "$work/backends.conf" -e "$work/backends.err" & pids+=($!)
 $LB_CPU "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err" & pids+=($!); nginx_pid=$!
 $LB_CPU "$HAPROXY" -db -f "$work/haproxy.cfg" & pids+=($!); haproxy_pid=$!
-$LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum.yaml" 2>"$work/fulcrum.err" & pids+=($!); fulcrum_pid=$!
-$LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum-observed.yaml" 2>"$work/observed.err" & pids+=($!); observed_pid=$!
+declare -A pid_of=([nginx]=$nginx_pid [haproxy]=$haproxy_pid)
+# start_fulcrum TARGET: starts one of the Fulcrum targets and records its process id.
+start_fulcrum() {
+  case $1 in
+    fulcrum) $LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum.yaml" 2>>"$work/fulcrum.err" & ;;
+    fulcrum-observed) $LB_CPU "$work/fulcrum/fulcrum" run -c "$work/fulcrum-observed.yaml" 2>>"$work/observed.err" & ;;
+    # shellcheck disable=SC2086
+    fulcrum-alt) env ${ALT_ENV:-} $LB_CPU "$alt_bin" run -c "$work/fulcrum-alt.yaml" 2>>"$work/alt.err" & ;;
+  esac
+  pid_of[$1]=$!; pids+=($!)
+}
+start_fulcrum fulcrum
+start_fulcrum fulcrum-observed
 alt_pid=""
 if [ -n "${ALT_ENV:-}${ALT_PUBLISH:-}" ]; then
   sed "s/127.0.0.1:$P_FULCRUM/127.0.0.1:$P_ALT/" "$work/fulcrum.yaml" >"$work/fulcrum-alt.yaml"
-  # shellcheck disable=SC2086
-  env ${ALT_ENV:-} $LB_CPU "$alt_bin" run -c "$work/fulcrum-alt.yaml" 2>"$work/alt.err" & pids+=($!); alt_pid=$!
+  start_fulcrum fulcrum-alt; alt_pid=${pid_of[fulcrum-alt]}
 fi
 
 ceiling_pid=""
 if [ "${CEILING:-0}" = 1 ]; then
   dotnet publish bench/Fulcrum.Bench.Ceiling -c Release -o "$work/ceiling" --nologo -v quiet >/dev/null
   $LB_CPU "$work/ceiling/Fulcrum.Bench.Ceiling" "$P_CEILING" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/ceiling.err" & pids+=($!); ceiling_pid=$!
+  pid_of[ceiling]=$ceiling_pid
 fi
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
@@ -157,13 +172,14 @@ measure() {
 }
 
 declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [fulcrum-alt]=$P_ALT [ceiling]=$P_CEILING)
-declare -A pid_of=([fulcrum]=$fulcrum_pid [fulcrum-observed]=$observed_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid [fulcrum-alt]=$alt_pid [ceiling]=$ceiling_pid)
 read -r -a targets <<<"${TARGETS:-fulcrum fulcrum-observed nginx haproxy}"
 if [ -n "$alt_pid" ]; then targets+=(fulcrum-alt); fi
 if [ -n "$ceiling_pid" ]; then targets+=(ceiling); fi
 
+if [ "${FRESH:-0}" = 1 ]; then WARM=${WARM:-10s}; else WARM=${WARM:-3s}; fi
+warm() { $LOAD_CPU wrk -t1 -c64 -d"$WARM" "http://127.0.0.1:${port_of[$1]}/" >/dev/null; }
 echo "warming up..." >&2
-for t in "${targets[@]}"; do $LOAD_CPU wrk -t1 -c64 -d3s "http://127.0.0.1:${port_of[$t]}/" >/dev/null; done
+for t in "${targets[@]}"; do warm "$t"; done
 
 results="$work/results"
 : >"$results"
@@ -173,6 +189,12 @@ for conns in $CONNECTIONS; do
     for i in $(seq 0 $((${#targets[@]} - 1))); do
       t=${targets[$(((i + round) % ${#targets[@]}))]}
       echo "$conns connections, round $round/$ROUNDS: $t" >&2
+      if [ "${FRESH:-0}" = 1 ] && [[ $t == fulcrum* ]]; then
+        # A process of its own for each round: what differs between processes (identity hashes,
+        # what dynamic PGO chose) is then in the median rather than fixed for the whole run.
+        kill -KILL "${pid_of[$t]}"; wait "${pid_of[$t]}" 2>/dev/null || true
+        start_fulcrum "$t"; wait_port "${port_of[$t]}"; warm "$t"
+      fi
       echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" >>"$results"
       if [ "$t" = fulcrum-observed ]; then
         # Rotate the access log as logrotate does (rename, then SIGUSR1 to reopen), so each round
@@ -180,7 +202,7 @@ for conns in $CONNECTIONS; do
         # file is flushed to disk before it is removed, between rounds: the disk's writeback,
         # which any logger pays, then lands in no target's timed window rather than in a random one.
         mv "$work/access.log" "$work/access.log.1" 2>/dev/null || true
-        kill -USR1 "$observed_pid"; sleep 0.2
+        kill -USR1 "${pid_of[fulcrum-observed]}"; sleep 0.2
         if ! [ -s "$work/access.log.1" ]; then
           echo "fulcrum-observed wrote no access log lines: its cost would read as zero" >&2; exit 1
         fi
@@ -196,8 +218,8 @@ echo
 echo "## $(date -u '+%Y-%m-%d %H:%M') UTC, recorded by bench/run.sh"
 echo
 [ -n "${NOTE:-}" ] && { echo "$NOTE"; echo; }
-echo "$(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds (medians); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' plus uncommitted changes')."
-echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH CEILING; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
+echo "$(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds (medians)$([ "${FRESH:-0}" = 1 ] && echo ", each Fulcrum round a fresh process warmed $WARM"); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' plus uncommitted changes')."
+echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH CEILING FRESH WARM; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
 echo
 ALT="${ALT_ENV:-} ${ALT_PUBLISH:-}" python3 - "$results" <<'PY'
 import os, sys, statistics
