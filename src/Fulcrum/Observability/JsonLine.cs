@@ -11,8 +11,8 @@ namespace Fulcrum.Observability;
 /// <summary>
 /// The access log's JSON line, written byte by byte into the thread's pending buffer. The field
 /// names and punctuation are constants; a value from configuration or a fixed set (route, pool,
-/// backend, error code, method, protocol) is encoded once per string and copied; a value from the
-/// request (request id, host, path) is copied as ASCII when it needs no escape, which is nearly
+/// backend, error code, protocol) is encoded once per string and copied; a value from the request
+/// (request id, method, host, path) is copied as ASCII when it needs no escape, which is nearly
 /// always, and otherwise escaped as <see cref="JavaScriptEncoder.UnsafeRelaxedJsonEscaping"/> does:
 /// quotes, backslashes and control characters are escaped (a line cannot be split or forged),
 /// other characters are kept as UTF-8. Measured against Utf8JsonWriter, which checks and tracks
@@ -69,7 +69,9 @@ internal static class JsonLine
         line.Raw(",\"client\":"u8);
         line.Address(context.Connection.RemoteIpAddress, quoted: true, "null"u8);
         line.Raw(",\"method\":"u8);
-        line.Known(method);
+        // Not Known: a method outside the standard ones is a new string on every request, and
+        // each would take an entry in the table of known values.
+        line.String(method);
         // The Host header as received (HTTP/2's :authority arrives as Host), without building a HostString.
         line.Raw(",\"host\":"u8);
         line.String(host);
