@@ -25,7 +25,7 @@ public sealed class AccessLog : IAsyncDisposable
     private readonly ThreadLocal<Pending>? _local;
     private readonly List<Pending> _all = [];
     // Set to cut the writer's wait short. No spinning before it blocks: SemaphoreSlim spun through
-    // sched_yield on each of the writer's hundred waits a second, about 2% of the CPU under load.
+    // sched_yield on each of the writer's hundred waits a second, about 2% of Fulcrum's CPU under load.
     private readonly ManualResetEventSlim _wake = new(false, spinCount: 0);
     // Completed when the writer thread has written its last line.
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
