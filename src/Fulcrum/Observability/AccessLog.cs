@@ -22,6 +22,9 @@ public sealed class AccessLog : IAsyncDisposable
     private const int WakeEarly = 256 * 1024;
     private static readonly TimeSpan GatherInterval = TimeSpan.FromMilliseconds(10);
 
+    /// <summary>How long stopping waits for the writer to write what is pending (tests shorten it).</summary>
+    internal TimeSpan DrainLimit { get; set; } = TimeSpan.FromSeconds(5);
+
     private readonly ThreadLocal<Pending>? _local;
     private readonly List<Pending> _all = [];
     // Set to cut the writer's wait short. No spinning before it blocks: SemaphoreSlim spun through
@@ -38,6 +41,8 @@ public sealed class AccessLog : IAsyncDisposable
     private int _sleeping;
     // Set when disposing starts or the output failed: lines written after it are dropped.
     private volatile bool _closed;
+    // The lines inside the writer's current write call, if it is in one.
+    private ArrayBufferWriter<byte>? _writing;
 
     private AccessLog(Stream? output, string? path = null, bool combined = false)
     {
@@ -280,7 +285,9 @@ public sealed class AccessLog : IAsyncDisposable
                 pending.Lines = pending.Spare;
                 pending.Spare = taken;
             }
+            Volatile.Write(ref _writing, taken);
             _output!.Write(taken.WrittenSpan);
+            Volatile.Write(ref _writing, null);
             taken.ResetWrittenCount();
             wrote = true;
         }
@@ -321,7 +328,29 @@ public sealed class AccessLog : IAsyncDisposable
         // Lines written from here on are dropped and counted; the writer drains what is pending.
         _closed = true;
         _wake.Set();
-        await _stopped.Task.ConfigureAwait(false);
+        var stopped = _stopped.Task;
+        if (await Task.WhenAny(stopped, Task.Delay(DrainLimit)).ConfigureAwait(false) != stopped)
+        {
+            // A write that does not return (a pipe nobody reads, a hung network disk) must not
+            // keep Fulcrum from exiting: stop waiting, and count what is unwritten as dropped.
+            // (Should the stuck write return after all, its lines are both written and counted.)
+            var unwritten = 0L;
+            foreach (var pending in Snapshot([]))
+            {
+                lock (pending)
+                {
+                    unwritten += pending.Lines.WrittenSpan.Count((byte)'\n');
+                    pending.Lines.ResetWrittenCount();
+                }
+            }
+            if (Volatile.Read(ref _writing) is { } writing)
+            {
+                unwritten += writing.WrittenSpan.Count((byte)'\n');
+            }
+            Interlocked.Add(ref _dropped, unwritten);
+            await Console.Error.WriteLineAsync($"fulcrum: the access log's output took no lines for {DrainLimit.TotalSeconds:0.#} s while stopping; {unwritten} unwritten line(s) are counted as dropped").ConfigureAwait(false);
+            return;
+        }
         if (_output is FileStream)
         {
             await _output.DisposeAsync().ConfigureAwait(false);

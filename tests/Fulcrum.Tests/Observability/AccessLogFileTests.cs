@@ -113,6 +113,32 @@ public class AccessLogFormatTests
     }
 
     [Fact]
+    public async Task Stopping_does_not_wait_for_ever_on_an_output_that_takes_nothing()
+    {
+        // A pipe whose reader is stuck: the writer blocks in its first write and never returns.
+        var output = new StalledStream();
+        var log = AccessLog.ToStream(output);
+        log.DrainLimit = TimeSpan.FromMilliseconds(200);
+        var context = new DefaultHttpContext();
+        log.Write(context, new RequestRecord("stuck in the write"));
+        await output.Entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        for (var i = 0; i < 10; i++)
+        {
+            log.Write(context, new RequestRecord("pending " + i));
+        }
+        try
+        {
+            // Stops within its limit rather than hanging the process's exit.
+            await log.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(11, log.Dropped);
+        }
+        finally
+        {
+            output.Release.SetResult(); // let the writer thread end
+        }
+    }
+
+    [Fact]
     public async Task Lines_from_many_threads_are_all_written_whole()
     {
         var sink = new Fulcrum.Tests.TestSupport.LogSink();
