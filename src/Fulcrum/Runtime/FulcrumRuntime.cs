@@ -404,7 +404,6 @@ public sealed class FulcrumRuntime : IDisposable
         }
     }
 
-    /// <summary>Disposes a replaced upstream handler once the requests and tunnels using it have had time to end.</summary>
     /// <summary>
     /// A backend leaves its pool (removed by the API or a reload, or its pool removed): its probes
     /// stop, its health is dropped, and its idle connections close now (those in use close when
@@ -417,6 +416,7 @@ public sealed class FulcrumRuntime : IDisposable
         backend.Connections.Dispose();
     }
 
+    /// <summary>Disposes a replaced upstream handler once the requests and tunnels using it have had time to end.</summary>
     private void Retire(HttpMessageInvoker invoker)
     {
         lock (_retired)
