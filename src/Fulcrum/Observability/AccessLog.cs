@@ -221,19 +221,28 @@ public sealed class AccessLog : IAsyncDisposable
             {
                 // stderr itself was the log that failed.
             }
-            foreach (var pending in Snapshot(snapshot))
-            {
-                lock (pending)
-                {
-                    Interlocked.Add(ref _dropped, pending.Lines.WrittenSpan.Count((byte)'\n'));
-                    pending.Lines.ResetWrittenCount();
-                }
-            }
+            DropPending(snapshot);
         }
         finally
         {
             _stopped.SetResult();
         }
+    }
+
+    /// <summary>Counts every thread's unwritten lines as dropped and clears them; returns how many.</summary>
+    private long DropPending(List<Pending> snapshot)
+    {
+        var lines = 0L;
+        foreach (var pending in Snapshot(snapshot))
+        {
+            lock (pending)
+            {
+                lines += pending.Lines.WrittenSpan.Count((byte)'\n');
+                pending.Lines.ResetWrittenCount();
+            }
+        }
+        Interlocked.Add(ref _dropped, lines);
+        return lines;
     }
 
     private List<Pending> Snapshot(List<Pending> into)
@@ -328,26 +337,22 @@ public sealed class AccessLog : IAsyncDisposable
         // Lines written from here on are dropped and counted; the writer drains what is pending.
         _closed = true;
         _wake.Set();
-        var stopped = _stopped.Task;
-        if (await Task.WhenAny(stopped, Task.Delay(DrainLimit)).ConfigureAwait(false) != stopped)
+        try
+        {
+            await _stopped.Task.WaitAsync(DrainLimit).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
         {
             // A write that does not return (a pipe nobody reads, a hung network disk) must not
             // keep Fulcrum from exiting: stop waiting, and count what is unwritten as dropped.
             // (Should the stuck write return after all, its lines are both written and counted.)
-            var unwritten = 0L;
-            foreach (var pending in Snapshot([]))
-            {
-                lock (pending)
-                {
-                    unwritten += pending.Lines.WrittenSpan.Count((byte)'\n');
-                    pending.Lines.ResetWrittenCount();
-                }
-            }
+            var unwritten = DropPending([]);
             if (Volatile.Read(ref _writing) is { } writing)
             {
-                unwritten += writing.WrittenSpan.Count((byte)'\n');
+                var inWrite = writing.WrittenSpan.Count((byte)'\n');
+                Interlocked.Add(ref _dropped, inWrite);
+                unwritten += inWrite;
             }
-            Interlocked.Add(ref _dropped, unwritten);
             await Console.Error.WriteLineAsync($"fulcrum: the access log's output took no lines for {DrainLimit.TotalSeconds:0.#} s while stopping; {unwritten} unwritten line(s) are counted as dropped").ConfigureAwait(false);
             return;
         }
