@@ -6,8 +6,10 @@ namespace Fulcrum.Hosting;
 /// <summary>
 /// Watches the configuration file and reloads when its content changes, debounced. It watches the
 /// file's folder rather than the file, so every way of replacing a file is seen: written in
-/// place, renamed over (editors, <c>mv</c>), or a Kubernetes ConfigMap's symlink swap. Any event
-/// only schedules a look; the reload runs when the content's hash differs from the last one seen.
+/// place, renamed over (editors, <c>mv</c>), or a Kubernetes ConfigMap's symlink swap. A file
+/// created, renamed or deleted in the folder, or a write to the configuration file (or the file
+/// its link points to), schedules a look; writes to other files there are ignored. The reload
+/// runs when the content's hash differs from the last one seen.
 /// </summary>
 internal sealed partial class ConfigWatcher : IDisposable
 {
@@ -72,12 +74,37 @@ internal sealed partial class ConfigWatcher : IDisposable
 
     private void OnEvent(object sender, FileSystemEventArgs e)
     {
+        if (e.ChangeType == WatcherChangeTypes.Changed && !IsConfigFile(e.FullPath))
+        {
+            // A write to another file in the folder, an access log kept next to the configuration
+            // say: not an edit, and at a write every few milliseconds it would push the debounced
+            // look back for as long as traffic flows, so an edit would never be applied.
+            return;
+        }
         lock (_lock)
         {
             if (!_disposed)
             {
                 _timer.Change(Debounce, Timeout.InfiniteTimeSpan);
             }
+        }
+    }
+
+    /// <summary>The configuration file itself, or the file its symbolic link points to.</summary>
+    private bool IsConfigFile(string path)
+    {
+        if (string.Equals(path, _path, StringComparison.Ordinal))
+        {
+            return true;
+        }
+        try
+        {
+            return File.ResolveLinkTarget(_path, returnFinalTarget: true) is { } target
+                && string.Equals(path, target.FullName, StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

@@ -329,6 +329,58 @@ public sealed class ReloadTests : IDisposable
     }
 
     [Fact]
+    public async Task An_edit_in_place_of_the_file_a_symbolic_link_points_to_is_applied()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        await using var b = await TestBackend.StartAsync("b");
+        string Yaml(TestBackend backend) => Config(MainRoute("round_robin", [backend.Address]));
+        var target = Path.Combine(_dir, "fulcrum-v2.yaml");
+        await System.IO.File.WriteAllTextAsync(target, Yaml(a));
+        System.IO.File.CreateSymbolicLink(File, target);
+        await using var proxy = await TestProxy.StartFileAsync(File);
+        Assert.Equal("a", await proxy.Client.GetStringAsync("/"));
+        await System.IO.File.WriteAllTextAsync(target, Yaml(b));
+        await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
+        Assert.Equal("b", await proxy.Client.GetStringAsync("/"));
+    }
+
+    [Fact]
+    public async Task An_edit_is_applied_while_another_file_in_its_folder_is_written_all_the_time()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        await using var b = await TestBackend.StartAsync("b");
+        string Yaml(TestBackend backend) => Config(MainRoute("round_robin", [backend.Address]));
+        await using var proxy = await StartAsync(Yaml(a));
+        // An access log kept next to the configuration, written far more often than the
+        // debounce's quiet time, from a thread of its own so no timer delay pauses it.
+        var writing = true;
+        var log = new Thread(() =>
+        {
+            using var output = new FileStream(Path.Combine(_dir, "access.log"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1);
+            while (Volatile.Read(ref writing))
+            {
+                output.Write("{\"status\":200}\n"u8);
+                Thread.Sleep(20);
+            }
+        });
+        log.Start();
+        try
+        {
+            await Task.Delay(500);
+            Assert.Null(proxy.Server.Status.LastReload);
+            // Written in place, as `cat >` or an editor that saves in place does.
+            await System.IO.File.WriteAllTextAsync(File, Yaml(b));
+            await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
+            Assert.Equal("b", await proxy.Client.GetStringAsync("/"));
+        }
+        finally
+        {
+            Volatile.Write(ref writing, false);
+            log.Join();
+        }
+    }
+
+    [Fact]
     public async Task Admin_api_additions_and_removals_racing_reloads_are_neither_lost_nor_resurrected()
     {
         await using var a = await TestBackend.StartAsync("a");
