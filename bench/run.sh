@@ -195,7 +195,9 @@ for conns in $CONNECTIONS; do
         kill -KILL "${pid_of[$t]}"; wait "${pid_of[$t]}" 2>/dev/null || true
         start_fulcrum "$t"; wait_port "${port_of[$t]}"; warm "$t"
       fi
-      echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" >>"$results"
+      # Each reading on stderr too (requests/s, p50 ms, p99 ms, CPU s per 100k requests): the
+      # medians hide how far a few-per-cent difference moves from round to round.
+      echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" | tee -a "$results" >&2
       if [ "$t" = fulcrum-observed ]; then
         # Rotate the access log as logrotate does (rename, then SIGUSR1 to reopen), so each round
         # starts on a fresh file rather than one that grows by gigabytes over the run. The old
