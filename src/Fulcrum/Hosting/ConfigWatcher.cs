@@ -8,13 +8,20 @@ namespace Fulcrum.Hosting;
 /// file's folder rather than the file, so every way of replacing a file is seen: written in
 /// place, renamed over (editors, <c>mv</c>), or a Kubernetes ConfigMap's symlink swap. A file
 /// created, renamed or deleted in the folder, or a write to the configuration file (or the file
-/// its link points to), schedules a look; writes to other files there are ignored. The reload
-/// runs when the content's hash differs from the last one seen.
+/// its link points to), schedules a look, 300 ms after the last such event but at most a second
+/// after the first; writes to other files there are ignored. The reload runs when the content's
+/// hash differs from the last one seen.
 /// </summary>
 internal sealed partial class ConfigWatcher : IDisposable
 {
     /// <summary>Quiet time after the last event before the file is read: an editor's save is several events.</summary>
     internal static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>
+    /// The longest a look waits after the first event it answers: events that never pause (files
+    /// created and renamed in the folder every few milliseconds) would otherwise put it off for ever.
+    /// </summary>
+    internal static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(1);
 
     private readonly string _path;
     private readonly Func<Task<ReloadResult>> _reload;
@@ -24,6 +31,8 @@ internal sealed partial class ConfigWatcher : IDisposable
     private readonly object _lock = new();
     private string? _lastHash;
     private bool _disposed;
+    // When the first event not yet answered by a look came (Environment.TickCount64); 0 when none.
+    private long _firstEvent;
 
     /// <param name="path">The configuration file.</param>
     /// <param name="loadedHash">The hash of the content in force (<see cref="Configuration.FulcrumConfig.SourceHash"/>):
@@ -83,10 +92,17 @@ internal sealed partial class ConfigWatcher : IDisposable
         }
         lock (_lock)
         {
-            if (!_disposed)
+            if (_disposed)
             {
-                _timer.Change(Debounce, Timeout.InfiniteTimeSpan);
+                return;
             }
+            var now = Environment.TickCount64;
+            if (_firstEvent == 0)
+            {
+                _firstEvent = now;
+            }
+            var due = Math.Min(now + (long)Debounce.TotalMilliseconds, _firstEvent + (long)MaxWait.TotalMilliseconds);
+            _timer.Change(TimeSpan.FromMilliseconds(Math.Max(0, due - now)), Timeout.InfiniteTimeSpan);
         }
     }
 
@@ -110,6 +126,10 @@ internal sealed partial class ConfigWatcher : IDisposable
 
     private async Task CheckAsync()
     {
+        lock (_lock)
+        {
+            _firstEvent = 0; // events from here on wait for a look of their own
+        }
         var hash = Hash();
         if (hash is null)
         {

@@ -345,25 +345,29 @@ public sealed class ReloadTests : IDisposable
     }
 
     [Fact]
-    public async Task An_edit_is_applied_while_another_file_in_its_folder_is_written_all_the_time()
+    public async Task An_edit_is_applied_while_other_files_in_its_folder_are_written_all_the_time()
     {
         await using var a = await TestBackend.StartAsync("a");
         await using var b = await TestBackend.StartAsync("b");
         string Yaml(TestBackend backend) => Config(MainRoute("round_robin", [backend.Address]));
         await using var proxy = await StartAsync(Yaml(a));
-        // An access log kept next to the configuration, written far more often than the
-        // debounce's quiet time, from a thread of its own so no timer delay pauses it.
+        // Next to the configuration, far more often than the debounce's quiet time, from a thread
+        // of its own so no timer delay pauses it: an access log written, and a state file
+        // replaced (written under a temporary name, renamed over).
         var writing = true;
-        var log = new Thread(() =>
+        var others = new Thread(() =>
         {
+            var state = Path.Combine(_dir, "other.state.json");
             using var output = new FileStream(Path.Combine(_dir, "access.log"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1);
             while (Volatile.Read(ref writing))
             {
                 output.Write("{\"status\":200}\n"u8);
+                System.IO.File.WriteAllText(state + ".tmp", "{}");
+                System.IO.File.Move(state + ".tmp", state, overwrite: true);
                 Thread.Sleep(20);
             }
         });
-        log.Start();
+        others.Start();
         try
         {
             await Task.Delay(500);
@@ -376,7 +380,7 @@ public sealed class ReloadTests : IDisposable
         finally
         {
             Volatile.Write(ref writing, false);
-            log.Join();
+            others.Join();
         }
     }
 
