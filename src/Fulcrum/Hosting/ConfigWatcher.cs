@@ -8,9 +8,10 @@ namespace Fulcrum.Hosting;
 /// file's folder rather than the file, so every way of replacing a file is seen: written in
 /// place, renamed over (editors, <c>mv</c>), or a Kubernetes ConfigMap's symlink swap. A file
 /// created, renamed or deleted in the folder, or a write to the configuration file (or the file
-/// its link points to), schedules a look, 300 ms after the last such event but at most a second
-/// after the first; writes to other files there are ignored. The reload runs when the content's
-/// hash differs from the last one seen.
+/// its link points to), schedules a look 300 ms after the last such event; writes to other files
+/// there are ignored. While other files keep being created or renamed there, the look comes at
+/// most a second after the first of them. The reload runs when the content's hash differs from
+/// the last one seen.
 /// </summary>
 internal sealed partial class ConfigWatcher : IDisposable
 {
@@ -18,12 +19,14 @@ internal sealed partial class ConfigWatcher : IDisposable
     internal static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(300);
 
     /// <summary>
-    /// The longest a look waits after the first event it answers: events that never pause (files
-    /// created and renamed in the folder every few milliseconds) would otherwise put it off for ever.
+    /// The longest a look waits after the first event about another file: such events that never
+    /// pause (a state file replaced every few milliseconds) would otherwise put it off for ever.
+    /// The configuration's own events are not bounded, so a file written slowly is read whole.
     /// </summary>
     internal static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(1);
 
     private readonly string _path;
+    private readonly string _name;
     private readonly Func<Task<ReloadResult>> _reload;
     private readonly ILogger _log;
     private readonly FileSystemWatcher? _watcher;
@@ -31,8 +34,12 @@ internal sealed partial class ConfigWatcher : IDisposable
     private readonly object _lock = new();
     private string? _lastHash;
     private bool _disposed;
-    // When the first event not yet answered by a look came (Environment.TickCount64); 0 when none.
-    private long _firstEvent;
+    // When the first event about another file not yet answered by a look came
+    // (Environment.TickCount64); 0 when none.
+    private long _firstOther;
+
+    /// <summary>How many times the file was read to compare its hash (tests).</summary>
+    internal int Looks;
 
     /// <param name="path">The configuration file.</param>
     /// <param name="loadedHash">The hash of the content in force (<see cref="Configuration.FulcrumConfig.SourceHash"/>):
@@ -42,6 +49,7 @@ internal sealed partial class ConfigWatcher : IDisposable
     public ConfigWatcher(string path, string? loadedHash, Func<Task<ReloadResult>> reload, ILogger log)
     {
         _path = Path.GetFullPath(path);
+        _name = Path.GetFileName(_path);
         _reload = reload;
         _log = log;
         _lastHash = loadedHash ?? Hash();
@@ -57,7 +65,12 @@ internal sealed partial class ConfigWatcher : IDisposable
             _watcher.Created += OnEvent;
             _watcher.Renamed += OnEvent;
             _watcher.Deleted += OnEvent;
-            _watcher.Error += (_, e) => LogWatchError(e.GetException().Message);
+            _watcher.Error += (_, e) =>
+            {
+                // Events were lost (the kernel's queue overflowed, say): one of them may have been an edit.
+                LogWatchError(e.GetException().Message);
+                LookNow();
+            };
             _watcher.EnableRaisingEvents = true;
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
@@ -83,7 +96,8 @@ internal sealed partial class ConfigWatcher : IDisposable
 
     private void OnEvent(object sender, FileSystemEventArgs e)
     {
-        if (e.ChangeType == WatcherChangeTypes.Changed && !IsConfigFile(e.FullPath))
+        var ours = IsConfigFile(e.Name);
+        if (e.ChangeType == WatcherChangeTypes.Changed && !ours)
         {
             // A write to another file in the folder, an access log kept next to the configuration
             // say: not an edit, and at a write every few milliseconds it would push the debounced
@@ -97,26 +111,34 @@ internal sealed partial class ConfigWatcher : IDisposable
                 return;
             }
             var now = Environment.TickCount64;
-            if (_firstEvent == 0)
+            if (!ours && _firstOther == 0)
             {
-                _firstEvent = now;
+                _firstOther = now;
             }
-            var due = Math.Min(now + (long)Debounce.TotalMilliseconds, _firstEvent + (long)MaxWait.TotalMilliseconds);
+            var due = now + (long)Debounce.TotalMilliseconds;
+            if (_firstOther != 0)
+            {
+                due = Math.Min(due, _firstOther + (long)MaxWait.TotalMilliseconds);
+            }
             _timer.Change(TimeSpan.FromMilliseconds(Math.Max(0, due - now)), Timeout.InfiniteTimeSpan);
         }
     }
 
-    /// <summary>The configuration file itself, or the file its symbolic link points to.</summary>
-    private bool IsConfigFile(string path)
+    /// <summary>
+    /// The name of the configuration file, or of the file its symbolic link points to. Names, not
+    /// paths: the watched folder and a link's target may spell the same folder differently (a
+    /// folder that is itself a link), and a target elsewhere of the same name costs one more look.
+    /// </summary>
+    private bool IsConfigFile(string? name)
     {
-        if (string.Equals(path, _path, StringComparison.Ordinal))
+        if (string.Equals(name, _name, StringComparison.Ordinal))
         {
             return true;
         }
         try
         {
             return File.ResolveLinkTarget(_path, returnFinalTarget: true) is { } target
-                && string.Equals(path, target.FullName, StringComparison.Ordinal);
+                && string.Equals(name, target.Name, StringComparison.Ordinal);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -128,8 +150,9 @@ internal sealed partial class ConfigWatcher : IDisposable
     {
         lock (_lock)
         {
-            _firstEvent = 0; // events from here on wait for a look of their own
+            _firstOther = 0; // events from here on wait for a look of their own
         }
+        Interlocked.Increment(ref Looks);
         var hash = Hash();
         if (hash is null)
         {

@@ -329,6 +329,34 @@ public sealed class ReloadTests : IDisposable
     }
 
     [Fact]
+    public async Task Writes_to_other_files_in_the_folder_are_not_looked_at()
+    {
+        await System.IO.File.WriteAllTextAsync(File, "routes: []\n");
+        var log = Path.Combine(_dir, "access.log");
+        await System.IO.File.WriteAllTextAsync(log, ""); // created before the watch: a creation is looked at
+        var reloads = 0;
+        using var watcher = new Fulcrum.Hosting.ConfigWatcher(File, null, () =>
+        {
+            Interlocked.Increment(ref reloads);
+            return Task.FromResult<Fulcrum.Hosting.ReloadResult>(null!);
+        }, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        // An access log next to the configuration, written for longer than the longest wait.
+        using (var output = new FileStream(log, FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1))
+        {
+            for (var i = 0; i < 75; i++)
+            {
+                output.Write("{\"status\":200}\n"u8);
+                Thread.Sleep(20);
+            }
+        }
+        await Task.Delay(Fulcrum.Hosting.ConfigWatcher.Debounce * 2);
+        Assert.Equal(0, Volatile.Read(ref watcher.Looks));
+        // The configuration's own write is still seen.
+        await System.IO.File.WriteAllTextAsync(File, "routes: [] # edited\n");
+        await WebSocketTests.Eventually(() => Volatile.Read(ref reloads) == 1, 5000);
+    }
+
+    [Fact]
     public async Task An_edit_in_place_of_the_file_a_symbolic_link_points_to_is_applied()
     {
         await using var a = await TestBackend.StartAsync("a");
