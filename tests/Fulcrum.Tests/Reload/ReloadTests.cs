@@ -36,6 +36,13 @@ public sealed class ReloadTests : IDisposable
         return await TestProxy.StartFileAsync(File);
     }
 
+    /// <summary>Waits for a reload the file watcher started, then checks that traffic reaches <paramref name="backend"/>.</summary>
+    private static async Task AppliedFromFileAsync(TestProxy proxy, string backend)
+    {
+        await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
+        Assert.Equal(backend, await proxy.Client.GetStringAsync("/"));
+    }
+
     private async Task<Fulcrum.Hosting.ReloadResult> ReloadAsync(TestProxy proxy, string yaml)
     {
         await System.IO.File.WriteAllTextAsync(File, yaml);
@@ -324,8 +331,7 @@ public sealed class ReloadTests : IDisposable
         var temp = File + ".tmp";
         await System.IO.File.WriteAllTextAsync(temp, Yaml(b));
         System.IO.File.Move(temp, File, overwrite: true);
-        await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
-        Assert.Equal("b", await proxy.Client.GetStringAsync("/"));
+        await AppliedFromFileAsync(proxy, "b");
     }
 
     [Fact]
@@ -368,8 +374,7 @@ public sealed class ReloadTests : IDisposable
         await using var proxy = await TestProxy.StartFileAsync(File);
         Assert.Equal("a", await proxy.Client.GetStringAsync("/"));
         await System.IO.File.WriteAllTextAsync(target, Yaml(b));
-        await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
-        Assert.Equal("b", await proxy.Client.GetStringAsync("/"));
+        await AppliedFromFileAsync(proxy, "b");
     }
 
     [Fact]
@@ -402,8 +407,7 @@ public sealed class ReloadTests : IDisposable
             Assert.Null(proxy.Server.Status.LastReload);
             // Written in place, as `cat >` or an editor that saves in place does.
             await System.IO.File.WriteAllTextAsync(File, Yaml(b));
-            await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
-            Assert.Equal("b", await proxy.Client.GetStringAsync("/"));
+            await AppliedFromFileAsync(proxy, "b");
         }
         finally
         {
