@@ -21,7 +21,7 @@ public sealed class ReloadTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static string Config(string body, string listeners = "", string admin = "admin: { address: 127.0.0.1:0 }") => $"""
+    internal static string Config(string body, string listeners = "", string admin = "admin: { address: 127.0.0.1:0 }") => $"""
         listeners:
           - name: web
             address: 127.0.0.1:0
@@ -36,13 +36,6 @@ public sealed class ReloadTests : IDisposable
         return await TestProxy.StartFileAsync(File);
     }
 
-    /// <summary>Waits for a reload the file watcher started, then checks that traffic reaches <paramref name="backend"/>.</summary>
-    private static async Task AppliedFromFileAsync(TestProxy proxy, string backend)
-    {
-        await WebSocketTests.Eventually(() => proxy.Server.Status.LastReload is { Success: true, Trigger: "file" }, 5000);
-        Assert.Equal(backend, await proxy.Client.GetStringAsync("/"));
-    }
-
     private async Task<Fulcrum.Hosting.ReloadResult> ReloadAsync(TestProxy proxy, string yaml)
     {
         await System.IO.File.WriteAllTextAsync(File, yaml);
@@ -50,7 +43,7 @@ public sealed class ReloadTests : IDisposable
     }
 
     /// <summary>One route "main" for everything, to one pool "main".</summary>
-    private static string MainRoute(string balancing, IEnumerable<string> backends, string extra = "") =>
+    internal static string MainRoute(string balancing, IEnumerable<string> backends, string extra = "") =>
         "routes: [{ name: main, pool: main }]\npools:\n" + Pool("main", balancing, backends, extra);
 
     private static string Pool(string name, string balancing, IEnumerable<string> backends, string extra = "") => $"""
@@ -317,103 +310,6 @@ public sealed class ReloadTests : IDisposable
             }
         });
         Assert.Equal("a", await client.GetStringAsync("/"));
-    }
-
-    [Fact]
-    public async Task The_file_is_watched_and_an_edit_is_applied()
-    {
-        await using var a = await TestBackend.StartAsync("a");
-        await using var b = await TestBackend.StartAsync("b");
-        string Yaml(TestBackend backend) => Config(MainRoute("round_robin", [backend.Address]));
-        await using var proxy = await StartAsync(Yaml(a));
-        Assert.Equal("a", await proxy.Client.GetStringAsync("/"));
-        // Written as editors do: a new file renamed over the old one.
-        var temp = File + ".tmp";
-        await System.IO.File.WriteAllTextAsync(temp, Yaml(b));
-        System.IO.File.Move(temp, File, overwrite: true);
-        await AppliedFromFileAsync(proxy, "b");
-    }
-
-    [Fact]
-    public async Task Writes_to_other_files_in_the_folder_are_not_looked_at()
-    {
-        await System.IO.File.WriteAllTextAsync(File, "routes: []\n");
-        var log = Path.Combine(_dir, "access.log");
-        await System.IO.File.WriteAllTextAsync(log, ""); // created before the watch: a creation is looked at
-        var reloads = 0;
-        using var watcher = new Fulcrum.Hosting.ConfigWatcher(File, null, () =>
-        {
-            Interlocked.Increment(ref reloads);
-            return Task.FromResult<Fulcrum.Hosting.ReloadResult>(null!);
-        }, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
-        // An access log next to the configuration, written for longer than the longest wait.
-        using (var output = new FileStream(log, FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1))
-        {
-            for (var i = 0; i < 75; i++)
-            {
-                output.Write("{\"status\":200}\n"u8);
-                Thread.Sleep(20);
-            }
-        }
-        await Task.Delay(Fulcrum.Hosting.ConfigWatcher.Debounce * 2);
-        Assert.Equal(0, Volatile.Read(ref watcher.Looks));
-        // The configuration's own write is still seen.
-        await System.IO.File.WriteAllTextAsync(File, "routes: [] # edited\n");
-        await WebSocketTests.Eventually(() => Volatile.Read(ref reloads) == 1, 5000);
-    }
-
-    [Fact]
-    public async Task An_edit_in_place_of_the_file_a_symbolic_link_points_to_is_applied()
-    {
-        await using var a = await TestBackend.StartAsync("a");
-        await using var b = await TestBackend.StartAsync("b");
-        string Yaml(TestBackend backend) => Config(MainRoute("round_robin", [backend.Address]));
-        var target = Path.Combine(_dir, "fulcrum-v2.yaml");
-        await System.IO.File.WriteAllTextAsync(target, Yaml(a));
-        System.IO.File.CreateSymbolicLink(File, target);
-        await using var proxy = await TestProxy.StartFileAsync(File);
-        Assert.Equal("a", await proxy.Client.GetStringAsync("/"));
-        await System.IO.File.WriteAllTextAsync(target, Yaml(b));
-        await AppliedFromFileAsync(proxy, "b");
-    }
-
-    [Fact]
-    public async Task An_edit_is_applied_while_other_files_in_its_folder_are_written_all_the_time()
-    {
-        await using var a = await TestBackend.StartAsync("a");
-        await using var b = await TestBackend.StartAsync("b");
-        string Yaml(TestBackend backend) => Config(MainRoute("round_robin", [backend.Address]));
-        await using var proxy = await StartAsync(Yaml(a));
-        // Next to the configuration, far more often than the debounce's quiet time, from a thread
-        // of its own so no timer delay pauses it: an access log written, and a state file
-        // replaced (written under a temporary name, renamed over).
-        var writing = true;
-        var others = new Thread(() =>
-        {
-            var state = Path.Combine(_dir, "other.state.json");
-            using var output = new FileStream(Path.Combine(_dir, "access.log"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1);
-            while (Volatile.Read(ref writing))
-            {
-                output.Write("{\"status\":200}\n"u8);
-                System.IO.File.WriteAllText(state + ".tmp", "{}");
-                System.IO.File.Move(state + ".tmp", state, overwrite: true);
-                Thread.Sleep(20);
-            }
-        });
-        others.Start();
-        try
-        {
-            await Task.Delay(500);
-            Assert.Null(proxy.Server.Status.LastReload);
-            // Written in place, as `cat >` or an editor that saves in place does.
-            await System.IO.File.WriteAllTextAsync(File, Yaml(b));
-            await AppliedFromFileAsync(proxy, "b");
-        }
-        finally
-        {
-            Volatile.Write(ref writing, false);
-            others.Join();
-        }
     }
 
     [Fact]
