@@ -9,22 +9,10 @@ namespace Fulcrum.Tests.Reload;
 /// (an access log, a state file) neither trigger a look nor put one off.
 /// </summary>
 [Collection(nameof(SerialTests))]
-public sealed class ConfigWatcherTests : IDisposable
+public sealed class ConfigWatcherTests : ConfigFolder
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("fulcrum-watch-").FullName;
-
-    private string File => Path.Combine(_dir, "fulcrum.yaml");
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     /// <summary>Everything routed to <paramref name="backend"/>.</summary>
     private static string Yaml(TestBackend backend) => ReloadTests.Config(ReloadTests.MainRoute("round_robin", [backend.Address]));
-
-    private async Task<TestProxy> StartAsync(string yaml)
-    {
-        await System.IO.File.WriteAllTextAsync(File, yaml);
-        return await TestProxy.StartFileAsync(File);
-    }
 
     /// <summary>Waits for a reload the file watcher started, then checks that traffic reaches <paramref name="backend"/>.</summary>
     private static async Task AppliedFromFileAsync(TestProxy proxy, string backend)
@@ -51,7 +39,7 @@ public sealed class ConfigWatcherTests : IDisposable
     public async Task Writes_to_other_files_in_the_folder_are_not_looked_at()
     {
         await System.IO.File.WriteAllTextAsync(File, "routes: []\n");
-        var log = Path.Combine(_dir, "access.log");
+        var log = Path.Combine(Dir, "access.log");
         await System.IO.File.WriteAllTextAsync(log, ""); // created before the watch: a creation is looked at
         var reloads = 0;
         using var watcher = new Fulcrum.Hosting.ConfigWatcher(File, null, () =>
@@ -80,7 +68,7 @@ public sealed class ConfigWatcherTests : IDisposable
     {
         await using var a = await TestBackend.StartAsync("a");
         await using var b = await TestBackend.StartAsync("b");
-        var target = Path.Combine(_dir, "fulcrum-v2.yaml");
+        var target = Path.Combine(Dir, "fulcrum-v2.yaml");
         await System.IO.File.WriteAllTextAsync(target, Yaml(a));
         System.IO.File.CreateSymbolicLink(File, target);
         await using var proxy = await TestProxy.StartFileAsync(File);
@@ -101,8 +89,8 @@ public sealed class ConfigWatcherTests : IDisposable
         var writing = true;
         var others = new Thread(() =>
         {
-            var state = Path.Combine(_dir, "other.state.json");
-            using var output = new FileStream(Path.Combine(_dir, "access.log"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1);
+            var state = Path.Combine(Dir, "other.state.json");
+            using var output = new FileStream(Path.Combine(Dir, "access.log"), FileMode.Append, FileAccess.Write, FileShare.ReadWrite, 1);
             while (Volatile.Read(ref writing))
             {
                 output.Write("{\"status\":200}\n"u8);

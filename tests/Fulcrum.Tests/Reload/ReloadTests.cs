@@ -13,14 +13,8 @@ namespace Fulcrum.Tests.Reload;
 
 /// <summary>Hot reload against a real Fulcrum: state kept, traffic and tunnels untouched, bad files refused.</summary>
 [Collection(nameof(SerialTests))]
-public sealed class ReloadTests : IDisposable
+public sealed class ReloadTests : ConfigFolder
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("fulcrum-reload-").FullName;
-
-    private string File => Path.Combine(_dir, "fulcrum.yaml");
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     internal static string Config(string body, string listeners = "", string admin = "admin: { address: 127.0.0.1:0 }") => $"""
         listeners:
           - name: web
@@ -29,12 +23,6 @@ public sealed class ReloadTests : IDisposable
         {body}
         {admin}
         """;
-
-    private async Task<TestProxy> StartAsync(string yaml)
-    {
-        await System.IO.File.WriteAllTextAsync(File, yaml);
-        return await TestProxy.StartFileAsync(File);
-    }
 
     private async Task<Fulcrum.Hosting.ReloadResult> ReloadAsync(TestProxy proxy, string yaml)
     {
