@@ -224,7 +224,7 @@ echo "$(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds (
 echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH CEILING FRESH WARM; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
 echo
 ALT="${ALT_ENV:-} ${ALT_PUBLISH:-}" python3 - "$results" <<'PY'
-import os, sys, statistics
+import math, os, sys, statistics
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for conns, target, rps, p50, p99, cpu in rows:
@@ -255,6 +255,29 @@ for conns in sorted({c for c, _ in med}):
         ratio(conns, "ceiling", other, f"ceiling/{other} (bare Pipelines HTTP/1.1 client, not a proxy)")
     ratio(conns, "fulcrum", "ceiling")
     ratio(conns, "fulcrum-alt", "fulcrum", f"fulcrum-alt/fulcrum ({os.environ.get('ALT', '').strip()})")
+
+# Each round pairs the two targets' readings taken minutes apart at most, so the ratio of a
+# round is free of what drifts over the run; across rounds it still carries what differs between
+# processes. Its geometric mean over the rounds, with a 95% interval (Student's t), says how
+# far a single run's figure can be trusted: medians alone hid that two identical Fulcrums read
+# a few per cent apart.
+T95 = [0, 12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13, 2.12, 2.11, 2.10, 2.09, 2.09]
+def paired(conns, a, b, label):
+    """A row: requests/s of a over b, round by round, as a geometric mean and its interval."""
+    xs, ys = by.get((conns, a), []), by.get((conns, b), [])
+    n = min(len(xs), len(ys))
+    if n < 2:
+        return
+    logs = [math.log(xs[i][0] / ys[i][0]) for i in range(n)]
+    mean, half = statistics.mean(logs), (T95[n - 1] if n - 1 < len(T95) else 2.0) * statistics.stdev(logs) / math.sqrt(n)
+    print(f"| {conns} | {label} | {math.exp(mean):.3f} | {math.exp(mean - half):.3f} to {math.exp(mean + half):.3f} | {min(math.exp(l) for l in logs):.3f} to {max(math.exp(l) for l in logs):.3f} | {n} |")
+
+print()
+print("| connections | requests/s, paired round by round | geometric mean | 95% interval | lowest to highest | rounds |")
+print("| --- | --- | --- | --- | --- | --- |")
+for conns in sorted({c for c, _ in med}):
+    paired(conns, "fulcrum-observed", "fulcrum", "fulcrum-observed/fulcrum")
+    paired(conns, "fulcrum-alt", "fulcrum", "fulcrum-alt/fulcrum")
 PY
 } >"$report"
 cat "$report"
