@@ -30,6 +30,9 @@
 #                                      (WARM=10s) before each of its rounds, so the medians also
 #                                      average over what differs between processes; WARM= the
 #                                      warm-up before measuring (3s without FRESH);
+#                                      SLICES=4: each round measures each target SLICES times,
+#                                      alternating, DURATION each; the paired ratio then compares
+#                                      readings seconds apart, not minutes;
 #                                      DOC=docs/performance.md: where the dated table is appended,
 #                                      DOC= to only print it)
 # Installs nginx, haproxy and wrk with apt-get when they are missing. Binds 127.0.0.1 only.
@@ -106,8 +109,12 @@ $2
 CONF
 }
 fulcrum_yaml "$P_FULCRUM" $'access_log: { enabled: false }\nmetrics: { enabled: false }' >"$work/fulcrum.yaml"
-# The same with metrics and a JSON access log to a file on: what observability costs.
-fulcrum_yaml "$P_OBSERVED" "access_log: { path: $work/access.log }" >"$work/fulcrum-observed.yaml"
+# The same with metrics and a JSON access log to a file on: what observability costs. The log is
+# in a folder of its own: every Fulcrum watches the folder of its configuration, and each of the
+# log's writes there would wake all of their watchers.
+mkdir "$work/log"
+log="$work/log/access.log"
+fulcrum_yaml "$P_OBSERVED" "access_log: { path: $log }" >"$work/fulcrum-observed.yaml"
 
 $LOAD_CPU "$NGINX" -c "$work/backends.conf" -e "$work/backends.err" & pids+=($!)
 $LB_CPU "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err" & pids+=($!); nginx_pid=$!
@@ -183,33 +190,41 @@ for t in "${targets[@]}"; do warm "$t"; done
 
 results="$work/results"
 : >"$results"
+SLICES=${SLICES:-1}
 for conns in $CONNECTIONS; do
   for round in $(seq 1 "$ROUNDS"); do
-    # Rotate the order each round so no target always runs first or last.
-    for i in $(seq 0 $((${#targets[@]} - 1))); do
-      t=${targets[$(((i + round) % ${#targets[@]}))]}
-      echo "$conns connections, round $round/$ROUNDS: $t" >&2
-      if [ "${FRESH:-0}" = 1 ] && [[ $t == fulcrum* ]]; then
-        # A process of its own for each round: what differs between processes (identity hashes,
-        # what dynamic PGO chose) is then in the median rather than fixed for the whole run.
+    if [ "${FRESH:-0}" = 1 ]; then
+      # A process of its own for each round: what differs between processes (identity hashes,
+      # what dynamic PGO chose) is then in the median rather than fixed for the whole run.
+      for t in "${targets[@]}"; do
+        [[ $t == fulcrum* ]] || continue
         kill -KILL "${pid_of[$t]}"; wait "${pid_of[$t]}" 2>/dev/null || true
         start_fulcrum "$t"; wait_port "${port_of[$t]}"; warm "$t"
-      fi
-      # Each reading on stderr too (requests/s, p50 ms, p99 ms, CPU s per 100k requests): the
-      # medians hide how far a few-per-cent difference moves from round to round.
-      echo "$conns $t $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" | tee -a "$results" >&2
-      if [ "$t" = fulcrum-observed ]; then
-        # Rotate the access log as logrotate does (rename, then SIGUSR1 to reopen), so each round
-        # starts on a fresh file rather than one that grows by gigabytes over the run. The old
-        # file is flushed to disk before it is removed, between rounds: the disk's writeback,
-        # which any logger pays, then lands in no target's timed window rather than in a random one.
-        mv "$work/access.log" "$work/access.log.1" 2>/dev/null || true
-        kill -USR1 "${pid_of[fulcrum-observed]}"; sleep 0.2
-        if ! [ -s "$work/access.log.1" ]; then
-          echo "fulcrum-observed wrote no access log lines: its cost would read as zero" >&2; exit 1
+      done
+    fi
+    for slice in $(seq 1 "$SLICES"); do
+      # Rotate the order each round and slice so no target always runs first or last; with
+      # slices, the targets' readings alternate within a round, and what drifts in the machine
+      # over a few seconds falls on both.
+      for i in $(seq 0 $((${#targets[@]} - 1))); do
+        t=${targets[$(((i + round + slice) % ${#targets[@]}))]}
+        echo "$conns connections, round $round/$ROUNDS$([ "$SLICES" -gt 1 ] && echo ", slice $slice/$SLICES"): $t" >&2
+        # Each reading on stderr too (round, requests/s, p50 ms, p99 ms, CPU s per 100k requests):
+        # the medians hide how far a few-per-cent difference moves from round to round.
+        echo "$conns $t $round $(measure "${port_of[$t]}" "${pid_of[$t]}" "$conns")" | tee -a "$results" >&2
+        if [ "$t" = fulcrum-observed ]; then
+          # Rotate the access log as logrotate does (rename, then SIGUSR1 to reopen), so each round
+          # starts on a fresh file rather than one that grows by gigabytes over the run. The old
+          # file is flushed to disk before it is removed, between rounds: the disk's writeback,
+          # which any logger pays, then lands in no target's timed window rather than in a random one.
+          mv "$log" "$log.1" 2>/dev/null || true
+          kill -USR1 "${pid_of[fulcrum-observed]}"; sleep 0.2
+          if ! [ -s "$log.1" ]; then
+            echo "fulcrum-observed wrote no access log lines: its cost would read as zero" >&2; exit 1
+          fi
+          sync "$log.1"; rm -f "$log.1"
         fi
-        sync "$work/access.log.1"; rm -f "$work/access.log.1"
-      fi
+      done
     done
   done
 done
@@ -220,15 +235,17 @@ echo
 echo "## $(date -u '+%Y-%m-%d %H:%M') UTC, recorded by bench/run.sh"
 echo
 [ -n "${NOTE:-}" ] && { echo "$NOTE"; echo; }
-echo "$(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds (medians)$([ "${FRESH:-0}" = 1 ] && echo ", each Fulcrum round a fresh process warmed $WARM"); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' plus uncommitted changes')."
-echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH CEILING FRESH WARM; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
+echo "$(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds$([ "$SLICES" -gt 1 ] && echo " of $SLICES alternating slices") (medians)$([ "${FRESH:-0}" = 1 ] && echo ", each Fulcrum round a fresh process warmed $WARM"); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' plus uncommitted changes')."
+echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH CEILING FRESH WARM SLICES; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
 echo
 ALT="${ALT_ENV:-} ${ALT_PUBLISH:-}" python3 - "$results" <<'PY'
 import math, os, sys, statistics
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
-for conns, target, rps, p50, p99, cpu in rows:
+rounds = {}
+for conns, target, round_, rps, p50, p99, cpu in rows:
     by.setdefault((int(conns), target), []).append((float(rps), float(p50), float(p99), float(cpu)))
+    rounds.setdefault((int(conns), target), {}).setdefault(int(round_), []).append(float(rps))
 med = {k: tuple(statistics.median(x[i] for x in v) for i in range(4)) for k, v in by.items()}
 print("| connections | target | requests/s | p50 ms | p99 ms | CPU s per 100k requests |")
 print("| --- | --- | --- | --- | --- | --- |")
@@ -263,12 +280,13 @@ for conns in sorted({c for c, _ in med}):
 # a few per cent apart.
 T95 = [0, 12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13, 2.12, 2.11, 2.10, 2.09, 2.09]
 def paired(conns, a, b, label):
-    """A row: requests/s of a over b, round by round, as a geometric mean and its interval."""
-    xs, ys = by.get((conns, a), []), by.get((conns, b), [])
-    n = min(len(xs), len(ys))
+    """A row: requests/s of a over b, round by round (a round's slices averaged), as a geometric mean and its interval."""
+    xs, ys = rounds.get((conns, a), {}), rounds.get((conns, b), {})
+    both = sorted(set(xs) & set(ys))
+    n = len(both)
     if n < 2:
         return
-    logs = [math.log(xs[i][0] / ys[i][0]) for i in range(n)]
+    logs = [math.log(statistics.mean(xs[r]) / statistics.mean(ys[r])) for r in both]
     mean, half = statistics.mean(logs), (T95[n - 1] if n - 1 < len(T95) else 2.0) * statistics.stdev(logs) / math.sqrt(n)
     print(f"| {conns} | {label} | {math.exp(mean):.3f} | {math.exp(mean - half):.3f} to {math.exp(mean + half):.3f} | {min(math.exp(l) for l in logs):.3f} to {max(math.exp(l) for l in logs):.3f} | {n} |")
 
