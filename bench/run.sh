@@ -23,11 +23,12 @@
 #                                      proxy: GET only, no features), what a dedicated upstream
 #                                      pool could reach at most;
 #                                      NOTE="what changed": a line under the dated heading;
-#                                      for a few-per-cent question: ROUNDS=7, TARGETS= the two
-#                                      compared, and ALT_ENV="FULCRUM_AA_PROBE=1" (a no-op) to
-#                                      read the noise between two identical Fulcrums;
-#                                      FRESH=1: each Fulcrum target starts afresh and is warmed
-#                                      (WARM=10s) before each of its rounds, so the medians also
+#                                      for a few-per-cent question: TARGETS= the two compared,
+#                                      FRESH=1 SLICES=4 DURATION=5s ROUNDS=8, and read the paired
+#                                      table's 95% interval (ALT_ENV="FULCRUM_AA_PROBE=1", a
+#                                      no-op, compares two identical Fulcrums);
+#                                      FRESH=1: each round starts the Fulcrum targets afresh and
+#                                      warms each (WARM=10s) before measuring, so the medians also
 #                                      average over what differs between processes; WARM= the
 #                                      warm-up before measuring (3s without FRESH);
 #                                      SLICES=4: each round measures each target SLICES times,
