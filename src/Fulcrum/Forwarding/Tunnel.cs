@@ -110,6 +110,12 @@ internal sealed class Tunnel
                 await Task.WhenAny(both, Task.Delay(CloseGrace, _time)).ConfigureAwait(false);
             }
         }
+        else if (WebSocket && _toBackend.Frames!.CloseSeen && _toClient.Frames!.CloseSeen)
+        {
+            // Close frames have crossed both ways: the closing handshake is over (RFC 6455
+            // §7.1.1) and one side has hung up. The other is waiting for exactly that (a client
+            // waits for the server's TCP close, browsers fire onclose only then), so end now.
+        }
         else if (!WebSocket || _toBackend.Frames!.CloseSeen || _toClient.Frames!.CloseSeen)
         {
             // One side hung up. Another protocol may still be sending the other way, and so may a

@@ -8,7 +8,7 @@ namespace Fulcrum.Tests.TestSupport;
 /// <summary>
 /// A WebSocket echo for <see cref="TestBackend"/>: every message comes back as it was sent,
 /// fragment by fragment. The text message "close-me" makes the server start the close handshake
-/// (1000, "server says bye"). It counts open sockets and records how each ended.
+/// (1000, "server says bye"); "close-and-leave" sends that close and hangs up without waiting. It counts open sockets and records how each ended.
 /// </summary>
 public sealed class WebSocketEcho
 {
@@ -49,6 +49,13 @@ public sealed class WebSocketEcho
                 {
                     await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "server says bye", CancellationToken.None);
                     closedWith = socket.CloseStatus;
+                    return;
+                }
+                if (received.MessageType == WebSocketMessageType.Text && received.EndOfMessage && Encoding.UTF8.GetString(buffer, 0, received.Count) == "close-and-leave")
+                {
+                    // A server that sends its close and hangs up without waiting for the answer.
+                    await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "bye, not waiting", CancellationToken.None);
+                    closedWith = WebSocketCloseStatus.NormalClosure;
                     return;
                 }
                 if (received.MessageType == WebSocketMessageType.Text && received.EndOfMessage && Encoding.UTF8.GetString(buffer, 0, received.Count) == "who")
