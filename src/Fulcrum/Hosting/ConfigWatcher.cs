@@ -13,6 +13,13 @@ namespace Fulcrum.Hosting;
 /// most a second after the first of them. The reload runs when the content's hash differs from
 /// the last one seen.
 /// </summary>
+/// <remarks>
+/// Events are hints, not the truth: inotify merges events, its queue can overflow, and a look can
+/// read a file halfway through a write that raises no later event of its own. So the content is
+/// also compared by a poll four times a second (a read and a hash of a small file, about 20 µs);
+/// a difference schedules a look as an event would. Whatever happened to the events, the content
+/// in force is the file's within the poll, the quiet time and one reload of the last write.
+/// </remarks>
 internal sealed partial class ConfigWatcher : IDisposable
 {
     /// <summary>Quiet time after the last event before the file is read: an editor's save is several events.</summary>
@@ -25,15 +32,20 @@ internal sealed partial class ConfigWatcher : IDisposable
     /// </summary>
     internal static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(1);
 
+    /// <summary>How often the content is compared whatever the events said.</summary>
+    internal static readonly TimeSpan PollEvery = TimeSpan.FromMilliseconds(250);
+
     private readonly string _path;
     private readonly string _name;
     private readonly Func<Task<ReloadResult>> _reload;
     private readonly ILogger _log;
     private readonly FileSystemWatcher? _watcher;
     private readonly Timer _timer;
+    private readonly Timer _poll;
     private readonly object _lock = new();
     private string? _lastHash;
     private bool _disposed;
+    private bool _scheduled; // a look is due: the poll need not read the file
     // When the first event about another file not yet answered by a look came
     // (Environment.TickCount64); 0 when none.
     private long _firstOther;
@@ -46,7 +58,8 @@ internal sealed partial class ConfigWatcher : IDisposable
     /// an edit made while Fulcrum was starting is then still seen, by a first look at once.</param>
     /// <param name="reload">Runs a reload.</param>
     /// <param name="log">Where a failure to watch is reported.</param>
-    public ConfigWatcher(string path, string? loadedHash, Func<Task<ReloadResult>> reload, ILogger log)
+    /// <param name="watchEvents">False: no file events at all, only the poll (tests of lost events).</param>
+    public ConfigWatcher(string path, string? loadedHash, Func<Task<ReloadResult>> reload, ILogger log, bool watchEvents = true)
     {
         _path = Path.GetFullPath(path);
         _name = Path.GetFileName(_path);
@@ -54,6 +67,11 @@ internal sealed partial class ConfigWatcher : IDisposable
         _log = log;
         _lastHash = loadedHash ?? Hash();
         _timer = new Timer(_ => _ = CheckAsync(), null, Timeout.Infinite, Timeout.Infinite);
+        _poll = new Timer(_ => Poll(), null, PollEvery, PollEvery);
+        if (!watchEvents)
+        {
+            return;
+        }
         try
         {
             _watcher = new FileSystemWatcher(Path.GetDirectoryName(_path)!)
@@ -89,8 +107,26 @@ internal sealed partial class ConfigWatcher : IDisposable
         {
             if (!_disposed)
             {
+                _scheduled = true;
                 _timer.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan);
             }
+        }
+    }
+
+    /// <summary>Compares the content with the last seen, in case an event about it never came.</summary>
+    private void Poll()
+    {
+        lock (_lock)
+        {
+            if (_disposed || _scheduled)
+            {
+                return;
+            }
+        }
+        var hash = Hash();
+        if (hash is not null && hash != Volatile.Read(ref _lastHash))
+        {
+            Schedule(ours: true);
         }
     }
 
@@ -104,6 +140,12 @@ internal sealed partial class ConfigWatcher : IDisposable
             // look back for as long as traffic flows, so an edit would never be applied.
             return;
         }
+        Schedule(ours);
+    }
+
+    /// <summary>A look after the quiet time (bounded by <see cref="MaxWait"/> for other files' events).</summary>
+    private void Schedule(bool ours)
+    {
         lock (_lock)
         {
             if (_disposed)
@@ -120,6 +162,7 @@ internal sealed partial class ConfigWatcher : IDisposable
             {
                 due = Math.Min(due, _firstOther + (long)MaxWait.TotalMilliseconds);
             }
+            _scheduled = true;
             _timer.Change(TimeSpan.FromMilliseconds(Math.Max(0, due - now)), Timeout.InfiniteTimeSpan);
         }
     }
@@ -151,6 +194,7 @@ internal sealed partial class ConfigWatcher : IDisposable
         lock (_lock)
         {
             _firstOther = 0; // events from here on wait for a look of their own
+            _scheduled = false; // and so does a difference the poll finds from here on
         }
         Interlocked.Increment(ref Looks);
         var hash = Hash();
@@ -198,6 +242,7 @@ internal sealed partial class ConfigWatcher : IDisposable
             _disposed = true;
         }
         _watcher?.Dispose();
+        _poll.Dispose();
         _timer.Dispose();
     }
 }
