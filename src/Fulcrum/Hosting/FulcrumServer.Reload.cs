@@ -92,7 +92,7 @@ public sealed partial class FulcrumServer
             {
                 try
                 {
-                    bound.Add(await ListenerHost.StartAsync(listener, _options, _pipeline, () => Metrics, CancellationToken.None).ConfigureAwait(false));
+                    bound.Add(await ListenerHost.StartAsync(listener, _options, _pipeline, () => Metrics, ProtocolErrors, _loggers, CancellationToken.None).ConfigureAwait(false));
                 }
                 catch (IOException e)
                 {

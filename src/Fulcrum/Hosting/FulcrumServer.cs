@@ -101,6 +101,9 @@ public sealed partial class FulcrumServer : IAsyncDisposable
     /// <summary>The instruments this server records on (an OpenTelemetry pipeline can listen to <see cref="FulcrumMetrics.Meter"/>).</summary>
     public FulcrumMetrics? Metrics { get; private init; }
 
+    /// <summary>Where Kestrel's client-caused errors are counted and summarised, for every listener.</summary>
+    internal ProtocolErrorLog ProtocolErrors { get; private init; } = null!;
+
     /// <summary>Reopens the access log file (SIGUSR1, after logrotate moved it).</summary>
     public void ReopenAccessLog() => _accessLog.Reopen();
 
@@ -126,6 +129,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         }
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
         var metrics = new FulcrumMetrics(runtime, options.Version, accessLog);
+        var protocolErrors = new ProtocolErrorLog(loggers.CreateLogger("Fulcrum.Protocol"), options.TimeProvider ?? TimeProvider.System, metrics.Meter);
         var exporter = new PrometheusExporter(metrics.Meter);
         metrics.ExportTo(exporter);
         var pipeline = new RequestPipeline(runtime, accessLog, loggers.CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
@@ -134,7 +138,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         WebApplication? admin = null;
         if (config.Admin is { } adminConfig)
         {
-            admin = BuildApp(options, kestrel => Listen(kestrel, adminConfig.Address, l =>
+            admin = BuildApp(options, new KestrelLog(protocolErrors, () => "admin", loggers), kestrel => Listen(kestrel, adminConfig.Address, l =>
             {
                 l.Protocols = HttpProtocols.Http1;
                 adminListen = l;
@@ -145,6 +149,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         {
             Metrics = metrics,
             _exporter = exporter,
+            ProtocolErrors = protocolErrors,
             _tracer = config.OtlpEndpoint is { } otlp ? OtlpTracing.Start(otlp, options.Version) : null,
         };
         if (admin is not null)
@@ -180,7 +185,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             }
             foreach (var listener in config.Listeners)
             {
-                var host = await ListenerHost.StartAsync(listener, options, server._pipeline, () => server.Metrics, cancellationToken).ConfigureAwait(false);
+                var host = await ListenerHost.StartAsync(listener, options, server._pipeline, () => server.Metrics, server.ProtocolErrors, server._loggers, cancellationToken).ConfigureAwait(false);
                 lock (server._listeners)
                 {
                     server._listeners[listener.Name] = host;
@@ -213,7 +218,10 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         b.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
     });
 
-    internal static WebApplication BuildApp(FulcrumServerOptions options, Action<KestrelServerOptions> listen)
+    /// <param name="options">The server's options (log level).</param>
+    /// <param name="kestrelLog">Takes Kestrel's own log (client-caused errors counted and summarised); the console gets none of it.</param>
+    /// <param name="listen">Binds the app's one address.</param>
+    internal static WebApplication BuildApp(FulcrumServerOptions options, KestrelLog kestrelLog, Action<KestrelServerOptions> listen)
     {
         // Refuse a bare LF as a line ending in request heads. Kestrel accepts one by default, so
         // "X-A: x\nContent-Length: 5" would be two headers here and one to a front proxy that
@@ -228,6 +236,11 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // Kestrel's log goes through KestrelLog alone: a client's malformed bytes become a counter
+        // and a summarised line, never a stack trace per connection (issue 20).
+        builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>(KestrelLog.Category, LogLevel.None);
+        builder.Logging.AddProvider(kestrelLog);
+        builder.Logging.AddFilter<KestrelLog>(KestrelLog.Category, LogLevel.Debug);
         builder.Logging.AddFilter("Microsoft.Hosting", LogLevel.Warning);
         // Fulcrum reports a listener that cannot bind itself, in one line; the host's own
         // "Hosting failed to start" with a stack trace would only bury it.

@@ -43,11 +43,11 @@ internal sealed class ListenerHost : IAsyncDisposable
     /// Builds the listener's server and binds it. Throws <see cref="IOException"/> (naming the
     /// listener and address) when the address cannot be bound.
     /// </summary>
-    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestDelegate pipeline, Func<FulcrumMetrics?> metrics, CancellationToken cancellationToken)
+    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestDelegate pipeline, Func<FulcrumMetrics?> metrics, ProtocolErrorLog protocolErrors, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         ListenerHost? host = null;
         ListenOptions? listenOptions = null;
-        var app = FulcrumServer.BuildApp(options, kestrel => FulcrumServer.Listen(kestrel, config.Address, l =>
+        var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, () => host?.Name ?? config.Name, loggers), kestrel => FulcrumServer.Listen(kestrel, config.Address, l =>
         {
             // Without TLS there is no ALPN to choose a protocol per connection, so a cleartext
             // listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
