@@ -20,7 +20,9 @@ internal static class Table
             r.Pool,
             r.Backend.GetProperty("name").GetString()!,
             r.Backend.GetProperty("address").GetString()!,
-            r.Backend.GetProperty("status").GetString()!,
+            r.Backend.TryGetProperty("checked", out var proven) && !proven.GetBoolean()
+                ? r.Backend.GetProperty("status").GetString() + " (unchecked)"
+                : r.Backend.GetProperty("status").GetString()!,
             r.Backend.GetProperty("weight").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
             r.Backend.GetProperty("in_flight").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture),
             r.Backend.TryGetProperty("tunnels", out var tunnels) ? tunnels.GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture) : "-",
@@ -52,6 +54,7 @@ internal static class Table
 
     private static string Paint(string status, string cell) => status switch
     {
+        "healthy (unchecked)" => $"\u001b[33m{cell}\u001b[0m",
         "healthy" => $"\u001b[32m{cell}\u001b[0m",
         "pending" => $"\u001b[33m{cell}\u001b[0m",
         "unhealthy" or "ejected" => $"\u001b[31m{cell}\u001b[0m",

@@ -21,18 +21,23 @@ public sealed record BackendView(
     long Failures,
     ProbeView? LastProbe,
     OverrideView? Override,
-    DateTimeOffset? EjectedUntil)
+    DateTimeOffset? EjectedUntil,
+    bool Checked)
 {
+    /// <summary>The source shown for a backend that is healthy by default, never proven (<see cref="BackendState.Unchecked"/>).</summary>
+    public const string UncheckedSource = "unchecked";
+
     public static BackendView Of(BackendState b)
     {
         var h = b.Health;
+        var isUnchecked = b.Unchecked;
         return new BackendView(
             b.DisplayName,
             b.Address,
             HealthNames.Of(h.Status),
-            h.Reason,
+            isUnchecked ? $"unchecked, healthy by default: {h.Reason}; no request answered yet" : h.Reason,
             h.Since,
-            HealthNames.Of(h.Source),
+            isUnchecked ? UncheckedSource : HealthNames.Of(h.Source),
             h.TakesTraffic,
             b.Weight,
             Math.Round(b.EffectiveWeight / (double)BackendState.WeightScale, 2),
@@ -42,7 +47,8 @@ public sealed record BackendView(
             b.Failures,
             h.LastProbe is { } p ? ProbeView.Of(p) : null,
             h.Override is { } o ? new OverrideView(AdminOverride.Name(o.Kind), o.Reason, o.By, o.Since, o.Expires) : null,
-            h.EjectedUntil);
+            h.EjectedUntil,
+            !isUnchecked);
     }
 }
 

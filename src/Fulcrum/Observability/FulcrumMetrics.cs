@@ -38,6 +38,7 @@ public sealed class FulcrumMetrics : IDisposable
         Errors = Meter.CreateCounter<long>("fulcrum_errors_total", description: "Responses Fulcrum made itself or cut, by error code.");
         Meter.CreateObservableGauge("fulcrum_backend_up", ObserveUp, description: "1 when the backend may take new traffic, else 0.");
         Meter.CreateObservableGauge("fulcrum_backend_health", ObserveHealth, description: "The backend's health status, one-hot over the statuses.");
+        Meter.CreateObservableGauge("fulcrum_backend_unchecked", ObserveUnchecked, description: "1 when the backend is healthy only by default: no active check and no request answered yet.");
         Meter.CreateObservableGauge("fulcrum_backend_in_flight", ObserveInFlight, description: "Requests in flight to the backend.");
         Meter.CreateObservableGauge("fulcrum_backend_tunnels", ObserveTunnels, description: "Open WebSocket and other upgrade tunnels to the backend (each also counts in fulcrum_backend_in_flight).");
         Meter.CreateObservableCounter("fulcrum_retry_budget_exhausted_total", ObserveBudget, description: "Retries refused because the pool's retry budget was spent.");
@@ -224,24 +225,20 @@ public sealed class FulcrumMetrics : IDisposable
         }
     }
 
-    private IEnumerable<Measurement<int>> ObserveTunnels()
-    {
-        foreach (var pool in _runtime.Current.Pools.Values)
-        {
-            foreach (var b in pool.Backends)
-            {
-                yield return new Measurement<int>(b.Tunnels, Tags(pool, b));
-            }
-        }
-    }
+    private IEnumerable<Measurement<int>> ObserveUnchecked() => PerBackend(static b => b.Unchecked ? 1 : 0);
 
-    private IEnumerable<Measurement<int>> ObserveInFlight()
+    private IEnumerable<Measurement<int>> ObserveTunnels() => PerBackend(static b => b.Tunnels);
+
+    private IEnumerable<Measurement<int>> ObserveInFlight() => PerBackend(static b => b.InFlight);
+
+    /// <summary>One measurement per backend of every pool, labelled by pool and backend.</summary>
+    private IEnumerable<Measurement<int>> PerBackend(Func<BackendState, int> value)
     {
         foreach (var pool in _runtime.Current.Pools.Values)
         {
             foreach (var b in pool.Backends)
             {
-                yield return new Measurement<int>(b.InFlight, Tags(pool, b));
+                yield return new Measurement<int>(value(b), Tags(pool, b));
             }
         }
     }

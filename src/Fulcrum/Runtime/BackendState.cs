@@ -105,6 +105,13 @@ public sealed class BackendState
 
     public long Failures => Interlocked.Read(ref _failures);
 
+    /// <summary>
+    /// Healthy only because nothing says otherwise: the pool runs no active check and the backend
+    /// has answered no request yet. Shown as such (admin API, <c>fulcrum status</c>, metrics), so
+    /// nobody reads "healthy" as "proven". Derived from the counters; the request path pays nothing.
+    /// </summary>
+    public bool Unchecked => Health is { Status: HealthStatus.Healthy, Source: HealthSource.Config } && Requests - Failures - InFlight <= 0;
+
     /// <summary>Smooth round robin's running score; read and written only under the pool's balancer lock.</summary>
     internal long SmoothWeight { get; set; }
 

@@ -44,7 +44,8 @@ public class AdminCliTests
         Assert.Equal(0, (await Cli(proxy, "drain", "main", "api-1", "--reason", "deploy")).ExitCode);
         Assert.Equal(0, (await Cli(proxy, "force-healthy", "main", "api-1", "--reason", "check is wrong")).ExitCode);
         var enable = await Cli(proxy, "enable", "main", "api-2");
-        Assert.Equal("api-2: healthy (no active health check configured; watched by passive checks)", enable.Stdout.Trim());
+        // api-2 has answered no request and its pool runs no active check: healthy, but unproven.
+        Assert.Equal("api-2: healthy (unchecked, healthy by default: no active health check configured; watched by passive checks; no request answered yet)", enable.Stdout.Trim());
 
         var events = await Cli(proxy, "events", "--backend", "api-2");
         Assert.Contains("healthy -> disabled  (admin: disabled by 127.0.0.1: kernel patch)", events.Stdout, StringComparison.Ordinal);
