@@ -28,7 +28,7 @@ public static partial class ConfigLoader
     private static readonly string[] BudgetKeys = ["percent", "min_concurrent"];
     private static readonly string[] MatchKeys = ["host", "path_prefix", "path", "methods", "headers"];
     private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget", "limits", "drain_timeout"];
-    private static readonly string[] LimitKeys = ["max_requests", "max_connections", "max_pending", "queue_timeout"];
+    private static readonly string[] LimitKeys = ["max_requests", "max_connections", "max_pending", "queue_timeout", "upstream_response_headers"];
     private static readonly string[] HealthKeys = ["active", "passive"];
     private static readonly string[] ActiveKeys = ["type", "path", "method", "host", "expect_status", "expect_body", "port", "interval", "fast_interval", "timeout", "healthy_after", "unhealthy_after", "jitter"];
     private static readonly string[] PassiveKeys = ["enabled", "consecutive_failures", "consecutive_5xx", "failure_statuses", "ejection", "max_ejection", "max_ejected_percent"];
@@ -348,7 +348,10 @@ public static partial class ConfigLoader
                 limits.Int("max_requests", 0, 1_000_000) ?? 0,
                 limits.Int("max_connections", 0, 1_000_000) ?? 0,
                 limits.Int("max_pending", 0, 1_000_000) ?? 0,
-                limits.Duration("queue_timeout") ?? LimitsConfig.None.QueueTimeout),
+                limits.Duration("queue_timeout") ?? LimitsConfig.None.QueueTimeout)
+            {
+                UpstreamResponseHeaders = (int)(limits.Size("upstream_response_headers", 1024, 16 << 20) ?? LimitsConfig.DefaultUpstreamResponseHeaders),
+            },
             RetryBudget = new RetryBudgetConfig(
                 budget?.Int("percent", 0, 100) ?? RetryBudgetConfig.Default.Percent,
                 budget?.Int("min_concurrent", 0, 100_000) ?? RetryBudgetConfig.Default.MinConcurrent),

@@ -35,7 +35,15 @@ public sealed record PoolConfig(
 /// </summary>
 public sealed record LimitsConfig(int MaxRequests, int MaxConnections, int MaxPending, TimeSpan QueueTimeout)
 {
+    public const int DefaultUpstreamResponseHeaders = 64 * 1024;
+
     public static LimitsConfig None { get; } = new(0, 0, 0, TimeSpan.FromSeconds(1));
+
+    /// <summary>
+    /// The most a backend's response head may take, interim (1xx) heads before it included, and
+    /// so may its trailers: beyond it, 502 upstream_protocol_error.
+    /// </summary>
+    public int UpstreamResponseHeaders { get; init; } = DefaultUpstreamResponseHeaders;
 
     public bool Any => MaxRequests > 0;
 }

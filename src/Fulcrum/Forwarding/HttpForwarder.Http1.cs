@@ -50,7 +50,7 @@ internal sealed partial class HttpForwarder
             {
                 await exchange.OpenAsync(backend.Connections, poolConfig.Limits.MaxConnections, timeouts.Connect, fresh).ConfigureAwait(false);
                 await exchange.SendAsync(context, poolConfig, backend, record, body).ConfigureAwait(false);
-                await exchange.ReadHeadAsync(headRequest).ConfigureAwait(false);
+                await exchange.ReadHeadAsync(headRequest, poolConfig.Limits.UpstreamResponseHeaders).ConfigureAwait(false);
                 break;
             }
             catch (Exception e) when (!fresh && body is null && exchange.OnReusedConnection && exchange.ResponseBytes == 0

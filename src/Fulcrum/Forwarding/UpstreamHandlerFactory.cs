@@ -11,9 +11,11 @@ namespace Fulcrum.Forwarding;
 /// </summary>
 internal static class UpstreamHandlerFactory
 {
-    /// <param name="maxConnections">Upstream connections per backend (0: unlimited); requests beyond wait for one.</param>
-    public static HttpMessageInvoker CreateInvoker(int maxConnections = 0)
+    /// <param name="limits">The pool's limits: upstream connections per backend (0: unlimited; requests
+    /// beyond wait for one) and the largest response head.</param>
+    public static HttpMessageInvoker CreateInvoker(LimitsConfig limits)
     {
+        var maxConnections = limits.MaxConnections;
         var handler = new SocketsHttpHandler
         {
             // A proxy forwards what it got: no cookies, redirects, decompression or proxy of its own.
@@ -31,6 +33,8 @@ internal static class UpstreamHandlerFactory
             ConnectCallback = ConnectAsync,
             Expect100ContinueTimeout = TimeSpan.FromSeconds(1),
             MaxConnectionsPerServer = maxConnections > 0 ? maxConnections : int.MaxValue,
+            // In KiB, as the pooled path's limit in bytes (rounded up).
+            MaxResponseHeadersLength = (limits.UpstreamResponseHeaders + 1023) / 1024,
             // Byte-transparent header values in both directions (see FulcrumServer).
             RequestHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,
             ResponseHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,

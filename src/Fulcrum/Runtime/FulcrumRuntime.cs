@@ -29,7 +29,7 @@ public sealed class FulcrumRuntime : IDisposable
         var pools = new Dictionary<string, PoolState>(StringComparer.Ordinal);
         foreach (var pool in config.Pools)
         {
-            pools[pool.Name] = new PoolState(pool, UpstreamHandlerFactory.CreateInvoker(pool.Limits.MaxConnections), Time);
+            pools[pool.Name] = new PoolState(pool, UpstreamHandlerFactory.CreateInvoker(pool.Limits), Time);
         }
         var frozen = pools.ToFrozenDictionary(StringComparer.Ordinal);
         _current = new RuntimeSnapshot(config, RouteTable.Build(config, frozen), frozen);
@@ -265,7 +265,7 @@ public sealed class FulcrumRuntime : IDisposable
                 }
                 else
                 {
-                    pool = new PoolState(config, UpstreamHandlerFactory.CreateInvoker(config.Limits.MaxConnections), Time);
+                    pool = new PoolState(config, UpstreamHandlerFactory.CreateInvoker(config.Limits), Time);
                     foreach (var b in pool.Backends)
                     {
                         Health.Attach(pool, b, null, rampUp: true);

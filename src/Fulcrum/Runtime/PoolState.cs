@@ -53,9 +53,9 @@ public sealed class PoolState : IDisposable
             Volatile.Write(ref _policy, BalancingPolicies.Get(config.Balancing));
         }
         UpdateLimits();
-        if (old.Limits.MaxConnections != config.Limits.MaxConnections)
+        if (old.Limits.MaxConnections != config.Limits.MaxConnections || old.Limits.UpstreamResponseHeaders != config.Limits.UpstreamResponseHeaders)
         {
-            return Interlocked.Exchange(ref _invoker, Forwarding.UpstreamHandlerFactory.CreateInvoker(config.Limits.MaxConnections));
+            return Interlocked.Exchange(ref _invoker, Forwarding.UpstreamHandlerFactory.CreateInvoker(config.Limits));
         }
         return null;
     }

@@ -151,6 +151,13 @@ internal sealed class ScriptedBackend : IAsyncDisposable
 
         public async Task WriteAsync(string text) => await socket.SendAsync(Encoding.Latin1.GetBytes(text), SocketFlags.None);
 
+        /// <summary>Resets the connection (RST, not FIN): what a crashing backend does.</summary>
+        public void Reset()
+        {
+            socket.LingerState = new LingerOption(true, 0);
+            socket.Close();
+        }
+
         /// <summary>Closes the sending side and reads (and drops) whatever comes until the proxy closes too.</summary>
         public async Task CloseAndDrainAsync()
         {

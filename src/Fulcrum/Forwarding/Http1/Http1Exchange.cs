@@ -25,6 +25,7 @@ internal sealed class Http1Exchange : IDisposable
     private Task? _sending;
     private long _remaining;
     private ChunkState _chunk;
+    private int _headLimit = Http1Connection.MaxHeadSize;
     private bool _bodyDone;
     private volatile bool _headReceived;
 
@@ -101,23 +102,40 @@ internal sealed class Http1Exchange : IDisposable
         }
     }
 
-    /// <summary>Reads the response head, passing over interim 1xx responses (but 101).</summary>
+    /// <summary>
+    /// Reads the response head, passing over interim 1xx responses (but 101). The heads together,
+    /// interim ones included, must fit in <paramref name="limit"/> bytes, so a backend that sends
+    /// 1xx answers for ever is cut off rather than read until the response timeout.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
-    public async ValueTask ReadHeadAsync(bool headRequest)
+    public async ValueTask ReadHeadAsync(bool headRequest, int limit = Http1Connection.MaxHeadSize)
     {
         var connection = _connection!;
+        _headLimit = limit;
+        var interim = 0;
         while (true)
         {
             var buffered = connection.Buffered;
             if (buffered.Length > 0)
             {
                 var used = Response.TryParse(buffered, headRequest);
+                // Checked here too, not only when the buffer must grow: a head under the buffer's
+                // size but over a smaller configured limit arrives in one read.
+                if (used > limit - interim || (used == 0 && buffered.Length >= limit - interim))
+                {
+                    throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, interim > 0
+                        ? $"the response head and the interim (1xx) responses before it are larger than {limit / 1024} KiB (limits.upstream_response_headers)"
+                        : $"the response head is larger than {limit / 1024} KiB (limits.upstream_response_headers)");
+                }
                 if (used > 0)
                 {
                     connection.Consume(used);
                     if (Response.Status is >= 100 and < 200 && Response.Status != 101)
                     {
-                        continue; // 100 Continue, 103 Early Hints: the final response follows
+                        // 100 Continue, 103 Early Hints: the final response follows, and all of
+                        // them count against the limit (a backend sending 1xx for ever is cut off).
+                        interim += used;
+                        continue;
                     }
                     _headReceived = true;
                     _remaining = Response.Framing == BodyFraming.Length ? Response.ContentLength : 0;
@@ -126,7 +144,7 @@ internal sealed class Http1Exchange : IDisposable
                     return;
                 }
             }
-            var read = await connection.FillAsync(Http1Connection.MaxHeadSize).ConfigureAwait(false);
+            var read = await connection.FillAsync(limit - interim).ConfigureAwait(false);
             if (read == 0)
             {
                 if (_sending is { IsFaulted: true })
@@ -298,9 +316,9 @@ internal sealed class Http1Exchange : IDisposable
                 var used = Response.TryParseTrailers(buffered);
                 if (used == 0)
                 {
-                    if (buffered.Length > Http1Connection.MaxHeadSize)
+                    if (buffered.Length > _headLimit)
                     {
-                        throw Http1Response.Invalid("trailers larger than 64 KiB");
+                        throw Http1Response.Invalid($"trailers larger than {_headLimit / 1024} KiB");
                     }
                     return false;
                 }
