@@ -21,7 +21,7 @@ public static partial class ConfigLoader
     private static readonly string[] TracingKeys = ["otlp_endpoint"];
     private static readonly string[] MetricsKeys = ["enabled"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
-    private static readonly string[] ListenerKeys = ["name", "address", "protocol"];
+    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "max_connections"];
     private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
     private static readonly string[] RetryKeys = ["attempts", "on", "per_try_timeout", "backoff", "idempotency_header", "max_body"];
     private static readonly string[] BackoffKeys = ["base", "max"];
@@ -184,7 +184,7 @@ public static partial class ConfigLoader
         {
             return null;
         }
-        var listener = new ListenerConfig(name, address, protocol);
+        var listener = new ListenerConfig(name, address, protocol) { MaxConnections = map.Int("max_connections", 1, 10_000_000) };
         map.LocateSelf(listener);
         map.Locate(listener, "name", "name");
         map.Locate(listener, "address", "address");

@@ -3,6 +3,9 @@ namespace Fulcrum.Configuration;
 /// <summary>An address Fulcrum accepts client connections on.</summary>
 public sealed record ListenerConfig(string Name, HostPort Address, string Protocol)
 {
+    /// <summary>The most client connections open at once; beyond, a connection is refused (503 too_many_connections on HTTP/1.1). Null: no limit.</summary>
+    public int? MaxConnections { get; init; }
+
     /// <summary>HTTP/1.1 in cleartext.</summary>
     public const string HttpProtocol = "http";
 

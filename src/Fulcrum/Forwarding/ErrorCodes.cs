@@ -25,6 +25,7 @@ public static class ErrorCodes
         FulcrumError.ClientAborted => "client_aborted",
         FulcrumError.InternalError => "internal_error",
         FulcrumError.UnsupportedUpgrade => "unsupported_upgrade",
+        FulcrumError.TooManyConnections => "too_many_connections",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
 
@@ -50,6 +51,8 @@ public static class ErrorCodes
         FulcrumError.InternalError => 500,
         // An HTTP/2 extended CONNECT for a protocol other than WebSocket: nothing to turn it into.
         FulcrumError.UnsupportedUpgrade => 501,
+        // A listener at its max_connections: the connection is answered and closed unread.
+        FulcrumError.TooManyConnections => 503,
         _ => 500,
     };
 

@@ -118,6 +118,7 @@ internal static class ErrorResponder
         FulcrumError.UnsupportedTransferEncoding => "Send the body with 'Transfer-Encoding: chunked' alone, or with a Content-Length; put compression in Content-Encoding.",
         FulcrumError.InternalError => "This is a bug in Fulcrum: its log has the details under the same request id; please report it.",
         FulcrumError.BadRequest => "The request is malformed and was refused before reaching any backend; fix the client.",
+        FulcrumError.TooManyConnections => "The listener has its max_connections open: raise listeners[].max_connections, add Fulcrum nodes, or find the clients that hold connections open.",
         _ => "",
     };
 
@@ -131,6 +132,19 @@ internal static class ErrorResponder
             }
         }
         return false;
+    }
+
+    /// <summary>
+    /// The whole answer to a connection refused before any request was read (a listener at its
+    /// <c>max_connections</c>): an HTTP/1.1 response with the code and a sentence, then a close.
+    /// </summary>
+    internal static byte[] ConnectionRefusal(FulcrumError error, string message)
+    {
+        var status = ErrorCodes.Status(error);
+        var code = ErrorCodes.Code(error);
+        var body = $"{status} {ReasonPhrases.GetReasonPhrase(status)}: {code}\n{message}\n{Hint(error)}\n";
+        return Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture,
+            $"HTTP/1.1 {status} {ReasonPhrases.GetReasonPhrase(status)}\r\n{HeaderRules.ErrorHeader}: {code}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body.Length}\r\nConnection: close\r\nRetry-After: 1\r\nDate: {DateTimeOffset.UtcNow:R}\r\n\r\n{body}"));
     }
 
     private static string Text(int status, string code, string message, string hint, RequestRecord record, IReadOnlyList<BackendReport> backends)

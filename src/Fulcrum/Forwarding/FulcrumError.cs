@@ -23,4 +23,5 @@ public enum FulcrumError
     ClientAborted,
     InternalError,
     UnsupportedUpgrade,
+    TooManyConnections,
 }

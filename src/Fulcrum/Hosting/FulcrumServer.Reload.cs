@@ -77,10 +77,8 @@ public sealed partial class FulcrumServer
                 {
                     unmatched.Remove(same);
                     keep[listener.Name] = same;
-                    if (same.Config.Name != listener.Name)
-                    {
-                        renames.Add((same, listener)); // applied only once the reload cannot fail
-                    }
+                    // Its new settings (a name, max_connections) apply once the reload cannot fail.
+                    renames.Add((same, listener));
                 }
                 else
                 {
@@ -92,7 +90,7 @@ public sealed partial class FulcrumServer
             {
                 try
                 {
-                    bound.Add(await ListenerHost.StartAsync(listener, _options, _pipeline, () => Metrics, ProtocolErrors, _loggers, CancellationToken.None).ConfigureAwait(false));
+                    bound.Add(await ListenerHost.StartAsync(listener, _options, _pipeline, () => Metrics, ProtocolErrors, ConnectionErrors, _loggers, CancellationToken.None).ConfigureAwait(false));
                 }
                 catch (IOException e)
                 {

@@ -102,7 +102,10 @@ public sealed partial class FulcrumServer : IAsyncDisposable
     public FulcrumMetrics? Metrics { get; private init; }
 
     /// <summary>Where Kestrel's client-caused errors are counted and summarised, for every listener.</summary>
-    internal ProtocolErrorLog ProtocolErrors { get; private init; } = null!;
+    internal SummarisedLog ProtocolErrors { get; private init; } = null!;
+
+    /// <summary>Where failed accepts and connections refused at a listener's limit are counted and summarised.</summary>
+    internal SummarisedLog ConnectionErrors { get; private init; } = null!;
 
     /// <summary>Reopens the access log file (SIGUSR1, after logrotate moved it).</summary>
     public void ReopenAccessLog() => _accessLog.Reopen();
@@ -117,6 +120,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
     {
         options ??= new FulcrumServerOptions();
         var loggers = CreateLoggers(options);
+        DescriptorReserve.Take();
         FulcrumRuntime runtime;
         try
         {
@@ -129,7 +133,13 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         }
         var accessLog = options.AccessLog ?? AccessLog.Create(config.AccessLog);
         var metrics = new FulcrumMetrics(runtime, options.Version, accessLog);
-        var protocolErrors = new ProtocolErrorLog(loggers.CreateLogger("Fulcrum.Protocol"), options.TimeProvider ?? TimeProvider.System, metrics.Meter);
+        var time = options.TimeProvider ?? TimeProvider.System;
+        var protocolErrors = new SummarisedLog(loggers.CreateLogger("Fulcrum.Protocol"), time,
+            metrics.Meter.CreateCounter<long>("fulcrum_client_protocol_errors_total", description: "Protocol errors clients caused, by listener and kind (logged at most once a second each)."),
+            "client protocol error");
+        var connectionErrors = new SummarisedLog(loggers.CreateLogger("Fulcrum.Connections"), time,
+            metrics.Meter.CreateCounter<long>("fulcrum_connections_refused_total", description: "Client connections not served: accepts that failed (file descriptors exhausted) and connections refused at max_connections, by listener and kind."),
+            "connection not served");
         var exporter = new PrometheusExporter(metrics.Meter);
         metrics.ExportTo(exporter);
         var pipeline = new RequestPipeline(runtime, accessLog, loggers.CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
@@ -138,7 +148,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         WebApplication? admin = null;
         if (config.Admin is { } adminConfig)
         {
-            admin = BuildApp(options, new KestrelLog(protocolErrors, () => "admin", loggers), kestrel => Listen(kestrel, adminConfig.Address, l =>
+            admin = BuildApp(options, new KestrelLog(protocolErrors, () => "admin", loggers), new FulcrumTransport(() => "admin", connectionErrors), kestrel => Listen(kestrel, adminConfig.Address, l =>
             {
                 l.Protocols = HttpProtocols.Http1;
                 adminListen = l;
@@ -150,6 +160,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             Metrics = metrics,
             _exporter = exporter,
             ProtocolErrors = protocolErrors,
+            ConnectionErrors = connectionErrors,
             _tracer = config.OtlpEndpoint is { } otlp ? OtlpTracing.Start(otlp, options.Version) : null,
         };
         if (admin is not null)
@@ -185,7 +196,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             }
             foreach (var listener in config.Listeners)
             {
-                var host = await ListenerHost.StartAsync(listener, options, server._pipeline, () => server.Metrics, server.ProtocolErrors, server._loggers, cancellationToken).ConfigureAwait(false);
+                var host = await ListenerHost.StartAsync(listener, options, server._pipeline, () => server.Metrics, server.ProtocolErrors, server.ConnectionErrors, server._loggers, cancellationToken).ConfigureAwait(false);
                 lock (server._listeners)
                 {
                     server._listeners[listener.Name] = host;
@@ -221,7 +232,8 @@ public sealed partial class FulcrumServer : IAsyncDisposable
     /// <param name="options">The server's options (log level).</param>
     /// <param name="kestrelLog">Takes Kestrel's own log (client-caused errors counted and summarised); the console gets none of it.</param>
     /// <param name="listen">Binds the app's one address.</param>
-    internal static WebApplication BuildApp(FulcrumServerOptions options, KestrelLog kestrelLog, Action<KestrelServerOptions> listen)
+    /// <param name="transport">The listening socket and its accept loop.</param>
+    internal static WebApplication BuildApp(FulcrumServerOptions options, KestrelLog kestrelLog, FulcrumTransport transport, Action<KestrelServerOptions> listen)
     {
         // Refuse a bare LF as a line ending in request heads. Kestrel accepts one by default, so
         // "X-A: x\nContent-Length: 5" would be two headers here and one to a front proxy that
@@ -252,6 +264,8 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         // 30 s default, which would cut a longer drain short.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = Timeout.InfiniteTimeSpan);
         builder.WebHost.UseKestrelCore();
+        // Registered last, so Kestrel prefers it to its own socket transport.
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(transport);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

@@ -6,7 +6,7 @@ namespace Fulcrum.Hosting;
 /// <summary>
 /// Takes Kestrel's own log for one listener. What a client caused (a request Kestrel's parser
 /// refused, an HTTP/2 connection or stream error, an HPACK block it could not decode, a
-/// connection whose processing ended in an exception) goes to <see cref="ProtocolErrorLog"/>:
+/// connection whose processing ended in an exception) goes to <see cref="SummarisedLog"/>:
 /// counted, and one line a second per kind without a stack trace. Anything else Kestrel says at
 /// warning or above is Fulcrum's business (a failed bind, a pipeline exception) and is passed on
 /// whole to <paramref name="passOn"/>.
@@ -14,7 +14,7 @@ namespace Fulcrum.Hosting;
 /// <param name="errors">Where client-caused errors are counted and summarised.</param>
 /// <param name="listener">The listener's name now (a reload may rename it).</param>
 /// <param name="passOn">Fulcrum's own log, for what Kestrel says that is not a client's fault.</param>
-internal sealed class KestrelLog(ProtocolErrorLog errors, Func<string> listener, ILoggerFactory passOn) : ILoggerProvider
+internal sealed class KestrelLog(SummarisedLog errors, Func<string> listener, ILoggerFactory passOn) : ILoggerProvider
 {
     public const string Category = "Microsoft.AspNetCore.Server.Kestrel";
 
@@ -90,7 +90,7 @@ internal sealed class KestrelLog(ProtocolErrorLog errors, Func<string> listener,
         }
     }
 
-    private ProtocolErrorLog Errors => errors;
+    private SummarisedLog Errors => errors;
 
     private Func<string> Listener => listener;
 }

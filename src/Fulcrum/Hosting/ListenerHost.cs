@@ -16,6 +16,7 @@ internal sealed class ListenerHost : IAsyncDisposable
     private readonly WebApplication _app;
     private ListenOptions? _options;
     private int _stopped;
+    private int _open; // client connections open now, refused ones included while they are refused
 
     private ListenerHost(ListenerConfig config, WebApplication app)
     {
@@ -43,29 +44,44 @@ internal sealed class ListenerHost : IAsyncDisposable
     /// Builds the listener's server and binds it. Throws <see cref="IOException"/> (naming the
     /// listener and address) when the address cannot be bound.
     /// </summary>
-    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestDelegate pipeline, Func<FulcrumMetrics?> metrics, ProtocolErrorLog protocolErrors, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
+    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestDelegate pipeline, Func<FulcrumMetrics?> metrics, SummarisedLog protocolErrors, SummarisedLog connectionErrors, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         ListenerHost? host = null;
         ListenOptions? listenOptions = null;
-        var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, () => host?.Name ?? config.Name, loggers), kestrel => FulcrumServer.Listen(kestrel, config.Address, l =>
+        string Name() => host?.Name ?? config.Name;
+        var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, Name, loggers), new FulcrumTransport(Name, connectionErrors), kestrel => FulcrumServer.Listen(kestrel, config.Address, l =>
         {
             // Without TLS there is no ALPN to choose a protocol per connection, so a cleartext
             // listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
             l.Protocols = config.Protocol == ListenerConfig.H2cProtocol ? HttpProtocols.Http2 : HttpProtocols.Http1;
             // Counts open client connections per listener for fulcrum_connections (under the
-            // name it had when the connection opened).
+            // name it had when the connection opened), and refuses those past max_connections.
             l.Use(next => async connection =>
             {
-                var m = metrics();
-                var name = host!.Name;
-                m?.ConnectionOpened(name);
+                var open = Interlocked.Increment(ref host!._open);
                 try
                 {
-                    await next(connection).ConfigureAwait(false);
+                    var listener = host.Config;
+                    if (open > listener.MaxConnections)
+                    {
+                        await RefuseAsync(connection, listener, connectionErrors).ConfigureAwait(false);
+                        return;
+                    }
+                    var m = metrics();
+                    var name = listener.Name;
+                    m?.ConnectionOpened(name);
+                    try
+                    {
+                        await next(connection).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        m?.ConnectionClosed(name);
+                    }
                 }
                 finally
                 {
-                    m?.ConnectionClosed(name);
+                    Interlocked.Decrement(ref host._open);
                 }
             });
             listenOptions = l;
@@ -82,6 +98,32 @@ internal sealed class ListenerHost : IAsyncDisposable
             throw new IOException($"listener '{config.Name}' cannot listen on {config.Address}: {e.Message}", e);
         }
         return host;
+    }
+
+    /// <summary>
+    /// A connection past the listener's <c>max_connections</c>: on HTTP/1.1 a <c>503
+    /// too_many_connections</c> that says so, written before anything is read, then a close (the
+    /// client's request, if any, is never read, so nothing can be misread); on h2c a plain close.
+    /// Counted and logged once a second at most, as the listener's other refusals.
+    /// </summary>
+    private static async Task RefuseAsync(Microsoft.AspNetCore.Connections.ConnectionContext connection, ListenerConfig listener, SummarisedLog errors)
+    {
+        errors.Report(listener.Name, "max_connections", $"refused a connection: {listener.MaxConnections} are open (listeners[].max_connections)");
+        if (listener.Protocol == ListenerConfig.HttpProtocol)
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+                await connection.Transport.Output.WriteAsync(
+                    Forwarding.ErrorResponder.ConnectionRefusal(Forwarding.FulcrumError.TooManyConnections, $"Listener '{listener.Name}' already has its limit of {listener.MaxConnections} client connections open."),
+                    timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+            {
+                // The client is gone or reads nothing: the close below is all it gets.
+            }
+        }
+        await connection.Transport.Output.CompleteAsync().ConfigureAwait(false);
     }
 
     /// <summary>Stops accepting; requests in flight finish until <paramref name="cancellationToken"/> fires, then the rest are cut.</summary>

@@ -53,6 +53,10 @@ public sealed class AccessLog : IAsyncDisposable
         {
             return;
         }
+        if (!combined)
+        {
+            JsonLine.Warm();
+        }
         _local = new ThreadLocal<Pending>(Register);
         new Thread(Pump) { IsBackground = true, Name = "fulcrum access log" }.Start();
     }
@@ -135,13 +139,24 @@ public sealed class AccessLog : IAsyncDisposable
                 Interlocked.Increment(ref _dropped);
                 return;
             }
-            if (_combined)
+            try
             {
-                CombinedLine.Write(lines, context, record);
+                if (_combined)
+                {
+                    CombinedLine.Write(lines, context, record);
+                }
+                else
+                {
+                    JsonLine.Write(lines, context, record);
+                }
             }
-            else
+            catch (Exception)
             {
-                JsonLine.Write(lines, context, record);
+                // A line must never fail its request (an assembly that could not load while the
+                // file descriptors were exhausted did): the half-written line goes, counted.
+                Truncate(lines, before);
+                Interlocked.Increment(ref _dropped);
+                return;
             }
             lines.Write("\n"u8);
             after = lines.WrittenCount;
@@ -160,6 +175,14 @@ public sealed class AccessLog : IAsyncDisposable
             // A burst: have it written now rather than let it grow towards the limit.
             _wake.Set();
         }
+    }
+
+    /// <summary>Cuts <paramref name="lines"/> back to its first <paramref name="length"/> bytes (the rare path).</summary>
+    private static void Truncate(ArrayBufferWriter<byte> lines, int length)
+    {
+        var kept = lines.WrittenSpan[..length].ToArray();
+        lines.ResetWrittenCount();
+        lines.Write(kept);
     }
 
     /// <summary>

@@ -245,6 +245,12 @@ internal static class JsonLine
         line.Advance(n);
     }
 
+    /// <summary>
+    /// Loads the escaper's assemblies now, at start-up: loading them on a request's first name that
+    /// needs escaping could fail when file descriptors run out, and would cost that request's line.
+    /// </summary>
+    internal static void Warm() => Escaped("\"warm\u00e9\"");
+
     /// <summary>A quoted JSON string with the relaxed encoder's escapes: the rare path.</summary>
     private static byte[] Escaped(ReadOnlySpan<char> value)
     {

@@ -51,6 +51,29 @@ public sealed partial class FulcrumProcess : IDisposable
         return new FulcrumProcess(Process.Start(info)!);
     }
 
+    /// <summary>
+    /// Starts fulcrum with its open-file limit (soft and hard) lowered to <paramref name="limit"/>,
+    /// through the shell's <c>ulimit</c>; <c>exec</c> keeps the process id fulcrum's.
+    /// </summary>
+    public static FulcrumProcess StartWithOpenFileLimit(int limit, params string[] args)
+    {
+        var info = new ProcessStartInfo("bash")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add($"ulimit -n {limit} && exec dotnet \"$0\" \"$@\"");
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "fulcrum.dll"));
+        foreach (var a in args)
+        {
+            info.ArgumentList.Add(a);
+        }
+        return new FulcrumProcess(Process.Start(info)!);
+    }
+
     /// <summary>Runs to the end and returns the exit code (bounded: a hung process fails the test).</summary>
     public static Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(params string[] args) =>
         RunAsync(new Dictionary<string, string>(), args);
