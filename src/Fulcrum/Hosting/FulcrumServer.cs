@@ -221,6 +221,12 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>
+    /// <c>FULCRUM_TRANSPORT=kestrel</c>: Kestrel's own accept loop instead of <see cref="FulcrumTransport"/>
+    /// (which spins when descriptors run out): for the benchmark, or to rule the transport out.
+    /// </summary>
+    private static readonly bool KestrelTransport = string.Equals(Environment.GetEnvironmentVariable("FULCRUM_TRANSPORT"), "kestrel", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Fulcrum's own log: single lines on stderr (stdout belongs to the access log).</summary>
     private static ILoggerFactory CreateLoggers(FulcrumServerOptions options) => LoggerFactory.Create(b =>
     {
@@ -265,7 +271,11 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = Timeout.InfiniteTimeSpan);
         builder.WebHost.UseKestrelCore();
         // Registered last, so Kestrel prefers it to its own socket transport.
-        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(transport);
+        // FULCRUM_TRANSPORT=kestrel keeps Kestrel's, to compare the two in one bench run (ALT_ENV).
+        if (!KestrelTransport)
+        {
+            builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(transport);
+        }
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
