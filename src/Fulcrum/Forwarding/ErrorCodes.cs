@@ -26,6 +26,8 @@ public static class ErrorCodes
         FulcrumError.InternalError => "internal_error",
         FulcrumError.UnsupportedUpgrade => "unsupported_upgrade",
         FulcrumError.TooManyConnections => "too_many_connections",
+        FulcrumError.RequestLineTooLong => "request_line_too_long",
+        FulcrumError.HeadersTooLarge => "headers_too_large",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
 
@@ -53,6 +55,8 @@ public static class ErrorCodes
         FulcrumError.UnsupportedUpgrade => 501,
         // A listener at its max_connections: the connection is answered and closed unread.
         FulcrumError.TooManyConnections => 503,
+        FulcrumError.RequestLineTooLong => 414,
+        FulcrumError.HeadersTooLarge => 431,
         _ => 500,
     };
 

@@ -118,6 +118,8 @@ internal static class ErrorResponder
         FulcrumError.UnsupportedTransferEncoding => "Send the body with 'Transfer-Encoding: chunked' alone, or with a Content-Length; put compression in Content-Encoding.",
         FulcrumError.InternalError => "This is a bug in Fulcrum: its log has the details under the same request id; please report it.",
         FulcrumError.BadRequest => "The request is malformed and was refused before reaching any backend; fix the client.",
+        FulcrumError.RequestLineTooLong => "The request line is longer than the listener allows (listeners[].limits.request_line): shorten the URL, or raise the limit.",
+        FulcrumError.HeadersTooLarge => "The request headers are larger or more numerous than the listener allows (listeners[].limits.headers and header_count): look for oversized cookies, or raise the limits.",
         FulcrumError.TooManyConnections => "The listener has its max_connections open: raise listeners[].max_connections, add Fulcrum nodes, or find the clients that hold connections open.",
         _ => "",
     };

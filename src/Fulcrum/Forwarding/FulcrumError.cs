@@ -24,4 +24,6 @@ public enum FulcrumError
     InternalError,
     UnsupportedUpgrade,
     TooManyConnections,
+    RequestLineTooLong,
+    HeadersTooLarge,
 }
