@@ -10,6 +10,9 @@ internal static class TunnelCloseReasons
     public const string MaxLifetime = "tunnel_max";
     public const string Drained = "backend_drained";
     public const string Shutdown = "shutdown";
+
+    /// <summary>The backend hung up without a close frame; the client was sent 1001 in its place.</summary>
+    public const string BackendGone = "backend_gone";
 }
 
 /// <summary>
@@ -104,11 +107,27 @@ internal sealed class Tunnel
             if (WebSocket)
             {
                 await Task.WhenAll(
-                    GoodbyeAsync(_upstream, _toBackend),
-                    GoodbyeAsync(_client, _toClient)).ConfigureAwait(false);
+                    GoodbyeAsync(_upstream, _toBackend, "going away"),
+                    GoodbyeAsync(_client, _toClient, "going away")).ConfigureAwait(false);
                 // Give the peers a moment to answer the close and hang up.
                 await Task.WhenAny(both, Task.Delay(CloseGrace, _time)).ConfigureAwait(false);
             }
+        }
+        else if (WebSocket && !_toBackend.Frames!.CloseSeen && !_toClient.Frames!.CloseSeen)
+        {
+            // One side hung up with no close frame at all (a backend stopped or crashed, a client
+            // that vanished). The other side is told in WebSocket terms, 1001 with a reason,
+            // rather than by a bare TCP close that a browser reports as 1006 with no reason.
+            if (first == toClient)
+            {
+                closedBy = TunnelCloseReasons.BackendGone;
+                await GoodbyeAsync(_client, _toClient, "the backend closed the connection").ConfigureAwait(false);
+            }
+            else
+            {
+                await GoodbyeAsync(_upstream, _toBackend, "the client closed the connection").ConfigureAwait(false);
+            }
+            await Task.WhenAny(both, Task.Delay(CloseGrace, _time)).ConfigureAwait(false);
         }
         else if (WebSocket && _toBackend.Frames!.CloseSeen && _toClient.Frames!.CloseSeen)
         {
@@ -120,8 +139,7 @@ internal sealed class Tunnel
         {
             // One side hung up. Another protocol may still be sending the other way, and so may a
             // WebSocket in its close handshake (its closing side may hang up right after its close
-            // frame, before the answer): that direction gets a moment to finish. A WebSocket cut
-            // without a close is over at once.
+            // frame, before the answer): that direction gets a moment to finish.
             await Task.WhenAny(both, _closeRequested.Task, Task.Delay(HalfCloseGrace, _time)).ConfigureAwait(false);
         }
 
@@ -212,7 +230,7 @@ internal sealed class Tunnel
     }
 
     /// <summary>Sends a close frame 1001 one way, when the stream there sits between frames.</summary>
-    private async Task GoodbyeAsync(Stream destination, Direction direction)
+    private async Task GoodbyeAsync(Stream destination, Direction direction, string reason)
     {
         try
         {
@@ -231,7 +249,7 @@ internal sealed class Tunnel
             if (direction.Frames is { AtBoundary: true, CloseSeen: false, Lost: false })
             {
                 using var timeout = new CancellationTokenSource(CloseGrace);
-                await destination.WriteAsync(WebSocketFrames.Close(WebSocketFrames.GoingAway, "going away", direction.Masked), timeout.Token).ConfigureAwait(false);
+                await destination.WriteAsync(WebSocketFrames.Close(WebSocketFrames.GoingAway, reason, direction.Masked), timeout.Token).ConfigureAwait(false);
                 await destination.FlushAsync(timeout.Token).ConfigureAwait(false);
             }
         }

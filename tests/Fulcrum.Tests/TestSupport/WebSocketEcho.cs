@@ -8,7 +8,8 @@ namespace Fulcrum.Tests.TestSupport;
 /// <summary>
 /// A WebSocket echo for <see cref="TestBackend"/>: every message comes back as it was sent,
 /// fragment by fragment. The text message "close-me" makes the server start the close handshake
-/// (1000, "server says bye"); "close-and-leave" sends that close and hangs up without waiting. It counts open sockets and records how each ended.
+/// (1000, "server says bye"); "close-and-leave" sends that close and hangs up without waiting;
+/// "vanish" drops the connection with no close frame, as a crashed backend does. It counts open sockets and records how each ended.
 /// </summary>
 public sealed class WebSocketEcho
 {
@@ -49,6 +50,12 @@ public sealed class WebSocketEcho
                 {
                     await socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "server says bye", CancellationToken.None);
                     closedWith = socket.CloseStatus;
+                    return;
+                }
+                if (received.MessageType == WebSocketMessageType.Text && received.EndOfMessage && Encoding.UTF8.GetString(buffer, 0, received.Count) == "vanish")
+                {
+                    // A backend that stops or crashes: the connection goes with no close frame.
+                    context.Abort();
                     return;
                 }
                 if (received.MessageType == WebSocketMessageType.Text && received.EndOfMessage && Encoding.UTF8.GetString(buffer, 0, received.Count) == "close-and-leave")

@@ -74,4 +74,23 @@ public sealed class CloseHandshakeTests
         }
         await WebSocketTests.Eventually(() => proxy.Server.Runtime.Tunnels.Count == 0);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_backend_that_vanishes_without_a_close_frame_is_reported_to_the_client_as_1001_with_a_reason(bool http2)
+    {
+        var echo = new WebSocketEcho();
+        await using var backend = await TestBackend.StartAsync("echo", echo.Handler("echo"));
+        await using var proxy = await TestProxy.StartAsync(TestProxy.SinglePool("round_robin", [backend.Address]), listenerProtocol: http2 ? "h2c" : "http");
+        using var invoker = http2 ? WebSocketClient.Http2Invoker() : null;
+        using var socket = await WebSocketClient.ConnectAsync(proxy.BaseUri, http2: invoker);
+        await WebSocketClient.SendTextAsync(socket, "vanish");
+        var (type, _) = await WebSocketClient.ReceiveAsync(socket);
+        Assert.Equal(WebSocketMessageType.Close, type);
+        Assert.Equal(WebSocketCloseStatus.EndpointUnavailable, socket.CloseStatus);
+        Assert.Equal("the backend closed the connection", socket.CloseStatusDescription);
+        var line = await proxy.Log.WaitForAsync(l => l.TryGetProperty("tunnel_closed_by", out var by) && by.GetString() == "backend_gone");
+        Assert.Equal(http2 ? 200 : 101, line.GetProperty("status").GetInt32());
+    }
 }
