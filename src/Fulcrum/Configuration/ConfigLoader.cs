@@ -21,7 +21,9 @@ public static partial class ConfigLoader
     private static readonly string[] TracingKeys = ["otlp_endpoint"];
     private static readonly string[] MetricsKeys = ["enabled"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
-    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "max_connections"];
+    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "max_connections", "limits", "timeouts"];
+    private static readonly string[] ListenerLimitKeys = ["request_line", "headers", "header_count", "max_requests_per_connection"];
+    private static readonly string[] ListenerTimeoutKeys = ["request_header", "keep_alive"];
     private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
     private static readonly string[] RetryKeys = ["attempts", "on", "per_try_timeout", "backoff", "idempotency_header", "max_body"];
     private static readonly string[] BackoffKeys = ["base", "max"];
@@ -184,7 +186,21 @@ public static partial class ConfigLoader
         {
             return null;
         }
-        var listener = new ListenerConfig(name, address, protocol) { MaxConnections = map.Int("max_connections", 1, 10_000_000) };
+        var limits = map.Map("limits", ListenerLimitKeys);
+        var timeouts = map.Map("timeouts", ListenerTimeoutKeys);
+        var defaults = ListenerLimits.Default;
+        var listener = new ListenerConfig(name, address, protocol)
+        {
+            MaxConnections = map.Int("max_connections", 1, 10_000_000),
+            Limits = limits is null ? defaults : new ListenerLimits(
+                (int)(limits.Size("request_line", 256, 1 << 20) ?? defaults.RequestLine),
+                (int)(limits.Size("headers", 1024, 16 << 20) ?? defaults.Headers),
+                limits.Int("header_count", 1, 10_000) ?? defaults.HeaderCount,
+                limits.Int("max_requests_per_connection", 1, int.MaxValue)),
+            Timeouts = timeouts is null ? ListenerTimeouts.Default : new ListenerTimeouts(
+                timeouts.Duration("request_header") ?? ListenerTimeouts.Default.RequestHeader,
+                timeouts.Duration("keep_alive") ?? ListenerTimeouts.Default.KeepAlive),
+        };
         map.LocateSelf(listener);
         map.Locate(listener, "name", "name");
         map.Locate(listener, "address", "address");

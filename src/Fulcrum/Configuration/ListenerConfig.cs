@@ -6,9 +6,35 @@ public sealed record ListenerConfig(string Name, HostPort Address, string Protoc
     /// <summary>The most client connections open at once; beyond, a connection is refused (503 too_many_connections on HTTP/1.1). Null: no limit.</summary>
     public int? MaxConnections { get; init; }
 
+    /// <summary>What one request head may take, and how many requests one connection may carry.</summary>
+    public ListenerLimits Limits { get; init; } = ListenerLimits.Default;
+
+    /// <summary>How long a client may take to send a request head, and may keep an idle connection.</summary>
+    public ListenerTimeouts Timeouts { get; init; } = ListenerTimeouts.Default;
+
     /// <summary>HTTP/1.1 in cleartext.</summary>
     public const string HttpProtocol = "http";
 
     /// <summary>HTTP/2 in cleartext with prior knowledge (no upgrade), as gRPC clients inside a network use it.</summary>
     public const string H2cProtocol = "h2c";
+}
+
+/// <summary>
+/// A listener's request limits: the request line (past it, 414), the header section's bytes and
+/// lines (past them, 431), and the requests one connection may carry (null: no limit; the last
+/// one is answered with <c>Connection: close</c>).
+/// </summary>
+public sealed record ListenerLimits(int RequestLine, int Headers, int HeaderCount, int? MaxRequestsPerConnection)
+{
+    public static ListenerLimits Default { get; } = new(8 * 1024, 32 * 1024, 100, null);
+}
+
+/// <summary>
+/// A listener's client timeouts: the whole request head must arrive within
+/// <see cref="RequestHeader"/> (else 408 and a close), and an idle keep-alive connection is closed
+/// after <see cref="KeepAlive"/>.
+/// </summary>
+public sealed record ListenerTimeouts(TimeSpan RequestHeader, TimeSpan KeepAlive)
+{
+    public static ListenerTimeouts Default { get; } = new(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(75));
 }

@@ -63,6 +63,7 @@ public sealed partial class FulcrumServer
             // was renamed); new ones are bound now, before anything changes.
             var keep = new Dictionary<string, ListenerHost>(StringComparer.Ordinal);
             var renames = new List<(ListenerHost Host, ListenerConfig Config)>();
+            var restartOnly = new List<string>();
             var toBind = new List<ListenerConfig>();
             Dictionary<string, ListenerHost> current;
             lock (_listeners)
@@ -77,8 +78,14 @@ public sealed partial class FulcrumServer
                 {
                     unmatched.Remove(same);
                     keep[listener.Name] = same;
-                    // Its new settings (a name, max_connections) apply once the reload cannot fail.
+                    // Its new settings (a name, max_connections) apply once the reload cannot fail;
+                    // what its Kestrel server was built with (head limits, timeouts) at the next start.
                     renames.Add((same, listener));
+                    var builtWith = same.StartedWith;
+                    if (!Equals(builtWith.Timeouts, listener.Timeouts) || !Equals(builtWith.Limits with { MaxRequestsPerConnection = null }, listener.Limits with { MaxRequestsPerConnection = null }))
+                    {
+                        restartOnly.Add($"listeners[{listener.Name}].limits/timeouts");
+                    }
                 }
                 else
                 {
@@ -143,6 +150,7 @@ public sealed partial class FulcrumServer
                 _ = RetireListenerAsync(host, next.Shutdown.DrainTimeout);
             }
             NoteRestartOnly(_startConfig, next, changes);
+            changes.NeedRestart.AddRange(restartOnly);
 
             var result = new ReloadResult(true, trigger, Runtime.Time.GetUtcNow(), [], changes, loadMs, applyMs);
             _appliedAt = result.At;

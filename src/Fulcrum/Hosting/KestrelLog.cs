@@ -54,7 +54,14 @@ internal sealed class KestrelLog(SummarisedLog errors, Func<string> listener, IL
         }
         // "Connection processing ended abnormally": malformed input reached a Kestrel code path
         // that throws (an HPACK indexed field of index 0 raises IndexOutOfRangeException there).
-        return exception.StackTrace?.Contains("HPackDecoder", StringComparison.Ordinal) == true ? "hpack_decoding" : "connection_error";
+        try
+        {
+            return exception.StackTrace?.Contains("HPackDecoder", StringComparison.Ordinal) == true ? "hpack_decoding" : "connection_error";
+        }
+        catch (Exception e) when (e is IOException or TypeLoadException)
+        {
+            return "connection_error"; // formatting the trace needs an assembly that could not load (no descriptors left)
+        }
     }
 
     /// <summary>

@@ -28,6 +28,9 @@ internal sealed class ListenerHost : IAsyncDisposable
 
     public ListenerConfig Config => Volatile.Read(ref _config);
 
+    /// <summary>The configuration its Kestrel server was built with: head limits and timeouts stay these until a restart.</summary>
+    public ListenerConfig StartedWith { get; private init; } = null!;
+
     /// <summary>The listener's name now: a reload may rename a listener it keeps.</summary>
     public string Name => Config.Name;
 
@@ -49,7 +52,7 @@ internal sealed class ListenerHost : IAsyncDisposable
         ListenerHost? host = null;
         ListenOptions? listenOptions = null;
         string Name() => host?.Name ?? config.Name;
-        var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, Name, loggers), new FulcrumTransport(Name, connectionErrors), kestrel => FulcrumServer.Listen(kestrel, config.Address, l =>
+        var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, Name, loggers), new FulcrumTransport(Name, connectionErrors), kestrel => FulcrumServer.Listen(Limited(kestrel, config), config.Address, l =>
         {
             // Without TLS there is no ALPN to choose a protocol per connection, so a cleartext
             // listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
@@ -86,8 +89,8 @@ internal sealed class ListenerHost : IAsyncDisposable
             });
             listenOptions = l;
         }));
-        host = new ListenerHost(config, app) { _options = listenOptions };
-        app.Run(pipeline);
+        host = new ListenerHost(config, app) { _options = listenOptions, StartedWith = config };
+        app.Run(CountedWhenLimited(host, pipeline));
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -99,6 +102,43 @@ internal sealed class ListenerHost : IAsyncDisposable
         }
         return host;
     }
+
+    /// <summary>The listener's head limits and client timeouts, on its own Kestrel server.</summary>
+    private static KestrelServerOptions Limited(KestrelServerOptions kestrel, ListenerConfig config)
+    {
+        kestrel.Limits.MaxRequestLineSize = config.Limits.RequestLine;
+        kestrel.Limits.MaxRequestHeadersTotalSize = config.Limits.Headers;
+        kestrel.Limits.MaxRequestHeaderCount = config.Limits.HeaderCount;
+        kestrel.Limits.RequestHeadersTimeout = config.Timeouts.RequestHeader;
+        kestrel.Limits.KeepAliveTimeout = config.Timeouts.KeepAlive;
+        return kestrel;
+    }
+
+    /// <summary>
+    /// The pipeline, behind a count of the requests each HTTP/1.1 connection has carried: the
+    /// one that reaches <c>limits.max_requests_per_connection</c> is answered with
+    /// <c>Connection: close</c>, and Kestrel closes the connection after it. The limit is read
+    /// per request, so a reload changes it; with none set the count costs a read of the config.
+    /// </summary>
+    private static RequestDelegate CountedWhenLimited(ListenerHost host, RequestDelegate pipeline) => context =>
+    {
+        if (host.Config.Limits.MaxRequestsPerConnection is { } max && context.Request.Protocol != "HTTP/2")
+        {
+            var items = context.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionItemsFeature>()?.Items;
+            if (items is not null)
+            {
+                var served = items.TryGetValue(RequestsServed, out var n) ? (int)n! + 1 : 1;
+                items[RequestsServed] = served;
+                if (served >= max)
+                {
+                    context.Response.Headers.Connection = "close";
+                }
+            }
+        }
+        return pipeline(context);
+    };
+
+    private static readonly object RequestsServed = new();
 
     /// <summary>
     /// A connection past the listener's <c>max_connections</c>: on HTTP/1.1 a <c>503
