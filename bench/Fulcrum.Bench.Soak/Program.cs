@@ -179,8 +179,9 @@ async Task WebSocketLoopAsync()
                 var received = await socket.ReceiveAsync(buffer, stop.Token);
                 if (received.MessageType == WebSocketMessageType.Close)
                 {
-                    // A backend drained or stopped: a clean 1001 is how it is told; anything else is a loss.
-                    tally.Count(socket.CloseStatus == WebSocketCloseStatus.EndpointUnavailable ? "ws closed 1001 (reconnected)" : $"ws lost: closed {socket.CloseStatus}");
+                    // A backend drained or stopped: a close frame is how the client is told (1001
+                    // from Fulcrum, or the backend's own); only a cut without one is a loss.
+                    tally.Count($"ws closed with {(int?)socket.CloseStatus} {socket.CloseStatusDescription} (reconnected)".Replace("  ", " ", StringComparison.Ordinal));
                     break;
                 }
                 if (SoakBackend.Text(buffer, received.Count) != text)
@@ -253,6 +254,22 @@ tasks.AddRange(Enumerable.Range(0, 2).Select(_ => Task.Run(SseLoopAsync)));
 tasks.AddRange(Enumerable.Range(0, 10).Select(_ => Task.Run(WebSocketLoopAsync)));
 tasks.Add(Task.Run(ChaosAsync));
 
+tasks.Add(Task.Run(async () =>
+{
+    // Fulcrum's resident memory at the end of each 30 s window, to tell a plateau from a leak.
+    try
+    {
+        while (true)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(30), stop.Token);
+            tally.Memory(Sample(fulcrum.Id).RssMiB);
+        }
+    }
+    catch (OperationCanceledException)
+    {
+    }
+}));
+
 var warmup = TimeSpan.FromSeconds(Math.Min(60, seconds / 5));
 await Task.Delay(warmup);
 var warm = Sample(fulcrum.Id);
@@ -299,11 +316,11 @@ report.AppendLine(CultureInfo.InvariantCulture, $"| threads | {idle.Threads} | {
 report.AppendLine();
 report.AppendLine(CultureInfo.InvariantCulture, $"Memory growth from warm-up ({warmup.TotalSeconds:0} s) to the end of traffic: {(loaded.RssMiB / warm.RssMiB - 1) * 100:+0.0;-0.0}%.");
 report.AppendLine();
-report.AppendLine("| window (30 s) | GETs | p99 ms |");
-report.AppendLine("| --- | --- | --- |");
-foreach (var (window, count, p99) in tally.Windows())
+report.AppendLine("| window (30 s) | GETs | p99 ms | Fulcrum's resident memory at its end, MiB |");
+report.AppendLine("| --- | --- | --- | --- |");
+foreach (var (window, count, p99, rss) in tally.Windows())
 {
-    report.AppendLine(CultureInfo.InvariantCulture, $"| {window * 30}-{window * 30 + 30} s | {count:N0} | {p99:0.0} |");
+    report.AppendLine(CultureInfo.InvariantCulture, $"| {window * 30}-{window * 30 + 30} s | {count:N0} | {p99:0.0} | {(rss > 0 ? rss.ToString("0.0", CultureInfo.InvariantCulture) : "")} |");
 }
 lock (warnings)
 {

@@ -13,13 +13,20 @@ internal sealed class Tally
 
     public IEnumerable<KeyValuePair<string, long>> All => _counts.OrderBy(c => c.Key, StringComparer.Ordinal);
 
-    public void Latency(double ms) => _latency.GetOrAdd((int)((Environment.TickCount64 - _start) / 30_000), _ => []).Add(ms);
+    private readonly ConcurrentDictionary<int, double> _memory = new();
 
-    /// <summary>Per 30 s window: requests and the 99th percentile in ms.</summary>
-    public IEnumerable<(int Window, int Count, double P99)> Windows() => _latency.OrderBy(w => w.Key).Select(w =>
+    private int Window => (int)((Environment.TickCount64 - _start) / 30_000);
+
+    public void Latency(double ms) => _latency.GetOrAdd(Window, _ => []).Add(ms);
+
+    /// <summary>The resident memory sampled at the end of a window (taken just after it closes).</summary>
+    public void Memory(double rssMiB) => _memory[Math.Max(0, Window - 1)] = rssMiB;
+
+    /// <summary>Per 30 s window: requests, the 99th percentile in ms, and the memory at its end (0: not sampled).</summary>
+    public IEnumerable<(int Window, int Count, double P99, double RssMiB)> Windows() => _latency.OrderBy(w => w.Key).Select(w =>
     {
         var sorted = w.Value.ToArray();
         Array.Sort(sorted);
-        return (w.Key, sorted.Length, sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * 0.99))]);
+        return (w.Key, sorted.Length, sorted.Length == 0 ? 0 : sorted[Math.Min(sorted.Length - 1, (int)(sorted.Length * 0.99))], _memory.GetValueOrDefault(w.Key));
     });
 }
