@@ -19,11 +19,16 @@ esac
 mkdir -p bench/results
 OUT=${OUT:-bench/results/soak-$(date -u +%Y-%m-%d-%H%M).md}
 dotnet build bench/Fulcrum.Bench.Soak -c Release -v quiet --nologo >/dev/null
+# dotnet-gcdump (a NuGet tool) tells a leak from a heap the server GC keeps; installed here once.
+tools=bench/.tools
+[ -x "$tools/dotnet-gcdump" ] || dotnet tool install --tool-path "$tools" dotnet-gcdump --version 10.0.750501 >/dev/null 2>&1 || true
 status=0
 {
   echo "Commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' plus uncommitted changes'); \`DURATION=$DURATION bench/soak.sh\`; 2 cores shared by Fulcrum, the backends and the clients."
   echo
-  dotnet bench/Fulcrum.Bench.Soak/bin/Release/net10.0/Fulcrum.Bench.Soak.dll "$seconds" "$SETTLE" || status=$?
+  gcdump=""
+  [ -x "$tools/dotnet-gcdump" ] && gcdump="$PWD/$tools/dotnet-gcdump"
+  dotnet bench/Fulcrum.Bench.Soak/bin/Release/net10.0/Fulcrum.Bench.Soak.dll "$seconds" "$SETTLE" $gcdump || status=$?
 } | tee "$OUT"
 echo "written to $OUT"
 exit "$status"

@@ -11,6 +11,9 @@ using System.Text;
 // Usage: Fulcrum.Bench.Soak SECONDS [SETTLE_SECONDS] (ports 19301-19306 on 127.0.0.1)
 var seconds = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 600;
 var settle = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 55;
+// dotnet-gcdump, when given: the managed heap after a full collection at warm-up and at the end,
+// which tells a leak from a heap the server GC merely keeps (RSS alone cannot).
+var gcdump = args.Length > 2 ? args[2] : null;
 const int ProxyPort = 19304, AdminPort = 19305;
 var backends = new[] { new SoakBackend("b1", 19301), new SoakBackend("b2", 19302), new SoakBackend("b3", 19303) };
 foreach (var b in backends)
@@ -273,6 +276,7 @@ tasks.Add(Task.Run(async () =>
 var warmup = TimeSpan.FromSeconds(Math.Min(60, seconds / 5));
 await Task.Delay(warmup);
 var warm = Sample(fulcrum.Id);
+var warmHeap = await HeapAsync(gcdump, fulcrum.Id, work.FullName, "warm");
 try
 {
     await Task.Delay(Timeout.Infinite, stop.Token);
@@ -281,6 +285,7 @@ catch (OperationCanceledException)
 {
 }
 var loaded = Sample(fulcrum.Id);
+var endHeap = await HeapAsync(gcdump, fulcrum.Id, work.FullName, "end");
 await Task.WhenAll(tasks);
 // Let idle upstream connections (50 s) and client connections age out before counting.
 http.Dispose();
@@ -315,6 +320,13 @@ report.AppendLine(CultureInfo.InvariantCulture, $"| file descriptors | {idle.Fds
 report.AppendLine(CultureInfo.InvariantCulture, $"| threads | {idle.Threads} | {warm.Threads} | {loaded.Threads} | {settled.Threads} |");
 report.AppendLine();
 report.AppendLine(CultureInfo.InvariantCulture, $"Memory growth from warm-up ({warmup.TotalSeconds:0} s) to the end of traffic: {(loaded.RssMiB / warm.RssMiB - 1) * 100:+0.0;-0.0}%.");
+if (warmHeap is not null && endHeap is not null)
+{
+    report.AppendLine();
+    report.AppendLine(CultureInfo.InvariantCulture, $"Managed heap after a full collection (dotnet-gcdump): {warmHeap.Value.Bytes / 1048576.0:0.0} MiB in {warmHeap.Value.Objects:N0} objects at warm-up, {endHeap.Value.Bytes / 1048576.0:0.0} MiB in {endHeap.Value.Objects:N0} objects at the end ({(endHeap.Value.Bytes / (double)warmHeap.Value.Bytes - 1) * 100:+0.0;-0.0}%). The largest at the end:");
+    report.AppendLine();
+    report.AppendLine(endHeap.Value.Top);
+}
 report.AppendLine();
 report.AppendLine("| window (30 s) | GETs | p99 ms | Fulcrum's resident memory at its end, MiB |");
 report.AppendLine("| --- | --- | --- | --- |");
@@ -334,6 +346,29 @@ lock (warnings)
 Console.WriteLine(report.ToString());
 work.Delete(recursive: true);
 return failed == 0 && alive ? 0 : 1;
+
+// The live managed heap of pid, from a gcdump (which collects first): total bytes and objects.
+static async Task<(long Bytes, long Objects, string Top)?> HeapAsync(string? gcdump, int pid, string dir, string name)
+{
+    if (gcdump is null)
+    {
+        return null;
+    }
+    var file = Path.Combine(dir, name + ".gcdump");
+    using (var collect = Process.Start(new ProcessStartInfo(gcdump, $"collect -p {pid} -o {file}") { RedirectStandardOutput = true, RedirectStandardError = true })!)
+    {
+        await collect.WaitForExitAsync();
+    }
+    var info = new ProcessStartInfo(gcdump, $"report {file}") { RedirectStandardOutput = true, RedirectStandardError = true };
+    using var report = Process.Start(info)!;
+    var text = await report.StandardOutput.ReadToEndAsync();
+    await report.WaitForExitAsync();
+    // The report's first data line: "<bytes>  GC Heap bytes", then "<count>  GC Heap objects".
+    long Find(string label) => text.Split('\n').Where(l => l.Contains(label, StringComparison.Ordinal)).Select(l => long.Parse(l.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries)[0].Replace(",", "", StringComparison.Ordinal), CultureInfo.InvariantCulture)).FirstOrDefault();
+    var bytes = Find("GC Heap bytes");
+    var top = string.Join("\n", text.Split('\n').Where(l => l.Contains("  [", StringComparison.Ordinal)).Take(10).Select(l => "    " + l.Trim()));
+    return bytes > 0 ? (bytes, Find("GC Heap objects"), top) : null;
+}
 
 static (double RssMiB, int Fds, int Threads) Sample(int pid)
 {
