@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fulcrum against nginx and HAProxy on this machine, in interleaved runs.
+# Fulcrum against nginx, HAProxy and YARP on this machine, in interleaved runs.
 #
 # Two nginx backends answer a 13-byte body. Each load balancer balances round robin over them
 # with upstream keep-alive and no access log: nginx with one worker, HAProxy with one thread,
@@ -12,7 +12,9 @@
 # context switch (measured: about a quarter of its unpinned throughput), so it is not the default.
 #
 # Usage: bench/run.sh                 (env: ROUNDS=3 DURATION=10s CONNECTIONS="64 256" PIN=0
-#                                      TARGETS="fulcrum fulcrum-observed nginx haproxy"
+#                                      TARGETS="fulcrum fulcrum-observed nginx haproxy yarp"
+#                                      (yarp: bench/Fulcrum.Bench.Yarp, a minimal YARP 2.3.0 proxy,
+#                                      round robin over the same backends, its defaults, no logging)
 #                                      ALT_ENV="DOTNET_gcServer=0": adds target fulcrum-alt, the plain
 #                                      Fulcrum run with those environment variables, to compare a
 #                                      runtime setting against the default in the same run;
@@ -42,7 +44,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-"64 256"}
-B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204 P_ALT=19205 P_CEILING=19206
+B1=19101 B2=19102 P_NGINX=19201 P_HAPROXY=19202 P_FULCRUM=19203 P_OBSERVED=19204 P_ALT=19205 P_CEILING=19206 P_YARP=19207
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -64,6 +66,8 @@ else LB_CPU=""; LOAD_CPU=""; PINNED="nothing pinned; nginx 1 worker, HAProxy 1 t
 
 echo "building fulcrum (Release)..." >&2
 dotnet publish src/Fulcrum.Cli -c Release -o "$work/fulcrum" --nologo -v quiet >/dev/null
+echo "building the YARP peer (Release)..." >&2
+dotnet publish bench/Fulcrum.Bench.Yarp -c Release -o "$work/yarp" --nologo -v quiet >/dev/null
 alt_bin="$work/fulcrum/fulcrum"
 if [ -n "${ALT_PUBLISH:-}" ]; then
   echo "building fulcrum-alt ($ALT_PUBLISH)..." >&2
@@ -120,7 +124,9 @@ fulcrum_yaml "$P_OBSERVED" "access_log: { path: $log }" >"$work/fulcrum-observed
 $LOAD_CPU "$NGINX" -c "$work/backends.conf" -e "$work/backends.err" & pids+=($!)
 $LB_CPU "$NGINX" -c "$work/nginx.conf" -e "$work/nginx.err" & pids+=($!); nginx_pid=$!
 $LB_CPU "$HAPROXY" -db -f "$work/haproxy.cfg" & pids+=($!); haproxy_pid=$!
-declare -A pid_of=([nginx]=$nginx_pid [haproxy]=$haproxy_pid)
+# YARP, the proxy a C# user would pick instead: round robin over the same backends, its defaults, no logging.
+$LB_CPU "$work/yarp/Fulcrum.Bench.Yarp" "$P_YARP" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/yarp.err" & pids+=($!); yarp_pid=$!
+declare -A pid_of=([nginx]=$nginx_pid [haproxy]=$haproxy_pid [yarp]=$yarp_pid)
 # start_fulcrum TARGET: starts one of the Fulcrum targets and records its process id.
 start_fulcrum() {
   case $1 in
@@ -147,8 +153,8 @@ if [ "${CEILING:-0}" = 1 ]; then
 fi
 
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED ${alt_pid:+$P_ALT} ${ceiling_pid:+$P_CEILING}; do wait_port "$p"; done
-for p in $P_NGINX $P_HAPROXY $P_FULCRUM $P_OBSERVED; do
+for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_YARP $P_FULCRUM $P_OBSERVED ${alt_pid:+$P_ALT} ${ceiling_pid:+$P_CEILING}; do wait_port "$p"; done
+for p in $P_NGINX $P_HAPROXY $P_YARP $P_FULCRUM $P_OBSERVED; do
   body=$(curl -s "http://127.0.0.1:$p/") || true
   [ "$body" = "hello world!" ] || { echo "port $p answered '$body'" >&2; exit 1; }
 done
@@ -179,8 +185,8 @@ measure() {
     END { printf "%.0f %.3f %.3f %.3f\n", rps, p50, p99, (n > 0 ? cpu / tick / n * 100000 : 0) }' <<<"$out"
 }
 
-declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [fulcrum-alt]=$P_ALT [ceiling]=$P_CEILING)
-read -r -a targets <<<"${TARGETS:-fulcrum fulcrum-observed nginx haproxy}"
+declare -A port_of=([fulcrum]=$P_FULCRUM [fulcrum-observed]=$P_OBSERVED [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [yarp]=$P_YARP [fulcrum-alt]=$P_ALT [ceiling]=$P_CEILING)
+read -r -a targets <<<"${TARGETS:-fulcrum fulcrum-observed nginx haproxy yarp}"
 if [ -n "$alt_pid" ]; then targets+=(fulcrum-alt); fi
 if [ -n "$ceiling_pid" ]; then targets+=(ceiling); fi
 
@@ -263,10 +269,10 @@ def ratio(conns, a, b, label=None):
         print(f"| {conns} | {label or a + '/' + b} | {x[0]/y[0]:.2f} | {x[1]/y[1]:.2f} | {x[2]/y[2]:.2f} | {x[3]/y[3]:.2f} |")
 
 for conns in sorted({c for c, _ in med}):
-    for other in ("nginx", "haproxy"):
+    for other in ("nginx", "haproxy", "yarp"):
         ratio(conns, "fulcrum", other)
-    # Issue 9's goal is stated with metrics and the access log on: these are its ratios.
-    for other in ("nginx", "haproxy"):
+    # Issue 21's goal is stated with metrics and the access log on: these are its ratios.
+    for other in ("nginx", "haproxy", "yarp"):
         ratio(conns, "fulcrum-observed", other)
     ratio(conns, "fulcrum-observed", "fulcrum", "fulcrum-observed/fulcrum (metrics + access log on vs off)")
     for other in ("nginx", "haproxy"):
