@@ -274,7 +274,11 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         // FULCRUM_TRANSPORT=kestrel keeps Kestrel's, to compare the two in one bench run (ALT_ENV).
         if (!KestrelTransport)
         {
-            builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(transport);
+            builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(services =>
+            {
+                transport.Pools = services.GetService<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>>();
+                return transport;
+            });
         }
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
