@@ -11,18 +11,6 @@ namespace Fulcrum.Tests.Cli;
 [Collection(nameof(SerialTests))]
 public sealed class LargeBodyTests
 {
-    private static long RssKiB(int pid)
-    {
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture);
-            }
-        }
-        throw new InvalidOperationException("no VmRSS");
-    }
-
     [Fact]
     public async Task A_1_GiB_download_to_a_slow_client_keeps_the_proxy_memory_flat()
     {
@@ -53,7 +41,7 @@ public sealed class LargeBodyTests
             {
                 Assert.Equal(1 << 20, (await client.GetByteArrayAsync("/warm")).Length);
             }
-            var baseline = RssKiB(process.Id);
+            var baseline = process.ResidentKiB;
             var peak = baseline;
 
             using var response = await client.GetAsync("/big", HttpCompletionOption.ResponseHeadersRead);
@@ -70,7 +58,7 @@ public sealed class LargeBodyTests
                     // Slower than the backend: Fulcrum must hold the backend back, not buffer.
                     await Task.Delay(2);
                     nextPause += 4L << 20;
-                    peak = Math.Max(peak, RssKiB(process.Id));
+                    peak = Math.Max(peak, process.ResidentKiB);
                 }
             }
             Assert.Equal(size, total);

@@ -20,18 +20,6 @@ public sealed class SlowUploadTests
     /// <summary>The bound docs/reliability.md states, per upload in flight.</summary>
     private const long BoundPerUploadKiB = 64;
 
-    private static long RssKiB(int pid)
-    {
-        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture);
-            }
-        }
-        throw new InvalidOperationException("no VmRSS");
-    }
-
     [Fact]
     public async Task Five_thousand_uploads_trickling_in_at_once_keep_the_proxy_memory_bounded()
     {
@@ -74,7 +62,7 @@ public sealed class SlowUploadTests
             {
                 Assert.Equal(BodySize.ToString(System.Globalization.CultureInfo.InvariantCulture), await (await http.PostAsync($"http://127.0.0.1:{port}/up", new ByteArrayContent(new byte[BodySize]))).Content.ReadAsStringAsync());
             }
-            var baseline = RssKiB(process.Id);
+            var baseline = process.ResidentKiB;
 
             // Every upload sends its head and half its body, then waits: all are in flight at once.
             for (var i = 0; i < Uploads; i++)
@@ -87,7 +75,7 @@ public sealed class SlowUploadTests
             }
             await Tunnels.WebSocketTests.Eventually(() => Volatile.Read(ref receiving) >= Uploads + 1, 60_000);
             await Task.Delay(500);
-            var loaded = RssKiB(process.Id);
+            var loaded = process.ResidentKiB;
             var perUpload = (loaded - baseline) / (double)Uploads;
             Assert.True(perUpload <= BoundPerUploadKiB, $"{perUpload:0.0} KiB of Fulcrum's memory per upload in flight (from {baseline / 1024} MiB to {loaded / 1024} MiB for {Uploads})");
 

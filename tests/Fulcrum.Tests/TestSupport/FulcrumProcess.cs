@@ -26,6 +26,22 @@ public sealed partial class FulcrumProcess : IDisposable
 
     public int Id => _process.Id;
 
+    /// <summary>The process's resident memory now, in KiB (VmRSS).</summary>
+    public long ResidentKiB
+    {
+        get
+        {
+            foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+            {
+                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                }
+            }
+            throw new InvalidOperationException("no VmRSS");
+        }
+    }
+
     public bool HasExited => _process.HasExited;
 
     public static FulcrumProcess Start(params string[] args) => Start(new Dictionary<string, string>(), args);

@@ -12,8 +12,8 @@ namespace Fulcrum.Tests.Tunnels;
 /// </summary>
 public sealed class CloseHandshakeTests
 {
-    /// <summary>ClientWebSocket waits up to a second for the server to hang up after the close frames: the old grace showed as exactly that.</summary>
-    private static readonly TimeSpan Prompt = TimeSpan.FromMilliseconds(400);
+    /// <summary>ClientWebSocket waits up to a second for the server to hang up after the close frames: the old grace showed as exactly that (996 to 1004 ms); a prompt close is a few ms, with room here for a loaded machine.</summary>
+    private static readonly TimeSpan Prompt = TimeSpan.FromMilliseconds(800);
 
     [Theory]
     [InlineData(false)]
