@@ -61,11 +61,16 @@ internal sealed class FulcrumTransport(Func<string> listener, SummarisedLog erro
 
     private sealed class Listener(Socket socket, Func<string> listener, SummarisedLog errors, IMemoryPoolFactory<byte>? pools) : IConnectionListener
     {
-        private readonly SocketConnectionContextFactory _connections = new(Options(pools), NullLogger.Instance);
-        private readonly bool _pooled = pools is not null && PoolProperty?.PropertyType.IsInstanceOfType(pools) == true;
+        private const System.Reflection.BindingFlags AnyInstance = System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic;
 
-        private static readonly System.Reflection.PropertyInfo? PoolProperty = typeof(SocketConnectionFactoryOptions)
-            .GetProperty("MemoryPoolFactory", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic);
+        private static readonly System.Reflection.PropertyInfo? PoolProperty = typeof(SocketConnectionFactoryOptions).GetProperty("MemoryPoolFactory", AnyInstance);
+
+        // Whether the pinned pool can be given to the options; the connections' own pool needs no wrapper then.
+        private readonly bool _pooled = CanPool(pools);
+
+        private readonly SocketConnectionContextFactory _connections = new(Options(CanPool(pools) ? pools : null), NullLogger.Instance);
+
+        private static bool CanPool(IMemoryPoolFactory<byte>? pools) => pools is not null && PoolProperty?.PropertyType.IsInstanceOfType(pools) == true;
 
         /// <summary>
         /// The public options plus two settings Kestrel's own transport has and the public options
@@ -84,12 +89,10 @@ internal sealed class FulcrumTransport(Func<string> listener, SummarisedLog erro
         private static SocketConnectionFactoryOptions Options(IMemoryPoolFactory<byte>? pools)
         {
             var options = new SocketConnectionFactoryOptions();
-            typeof(SocketConnectionFactoryOptions)
-                .GetProperty("FinOnError", System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic)
-                ?.SetValue(options, true);
-            if (pools is not null && PoolProperty?.PropertyType.IsInstanceOfType(pools) == true)
+            typeof(SocketConnectionFactoryOptions).GetProperty("FinOnError", AnyInstance)?.SetValue(options, true);
+            if (pools is not null)
             {
-                PoolProperty.SetValue(options, pools);
+                PoolProperty!.SetValue(options, pools);
             }
             return options;
         }

@@ -6,17 +6,10 @@ namespace Fulcrum.Tests.Cli;
 /// <summary>The fulcrum command as a real process: check, run, demo, version, signals.</summary>
 public class CliTests
 {
-    private static string WriteConfig(string yaml)
-    {
-        var path = Path.Combine(Path.GetTempPath(), $"fulcrum-test-{Guid.NewGuid():N}.yaml");
-        File.WriteAllText(path, yaml);
-        return path;
-    }
-
     [Fact]
     public async Task Check_ValidFile_Exits0()
     {
-        var path = WriteConfig("""
+        var path = FulcrumProcess.WriteConfig("""
             listeners: [{ name: web, address: 127.0.0.1:8080 }]
             routes: [{ name: r, pool: p }]
             pools: [{ name: p, backends: [127.0.0.1:9000, 127.0.0.1:9001] }]
@@ -29,7 +22,7 @@ public class CliTests
     [Fact]
     public async Task Check_InvalidFile_Exits1_ListingEveryErrorWithLineAndColumn()
     {
-        var path = WriteConfig("""
+        var path = FulcrumProcess.WriteConfig("""
             listeners: [{ name: web, address: 127.0.0.1 }]
             routes: [{ name: r, pool: nope }]
             pools: [{ name: p, balancing: fastest, backends: [127.0.0.1:9000] }]
@@ -61,7 +54,7 @@ public class CliTests
     [Fact]
     public async Task Run_InvalidFile_DoesNotStart()
     {
-        var path = WriteConfig("listeners: []\nroutes: []\n");
+        var path = FulcrumProcess.WriteConfig("listeners: []\nroutes: []\n");
         var (code, _, stderr) = await FulcrumProcess.RunAsync("run", "-c", path);
         Assert.Equal(1, code);
         Assert.Contains("not starting", stderr, StringComparison.Ordinal);
@@ -72,7 +65,7 @@ public class CliTests
     {
         await using var backend = await TestBackend.StartAsync("b1");
         var port = Ports.Unused();
-        var path = WriteConfig($"""
+        var path = FulcrumProcess.WriteConfig($"""
             listeners: [{"{"} name: web, address: 127.0.0.1:{port} {"}"}]
             routes: [{"{"} name: r, pool: p {"}"}]
             pools: [{"{"} name: p, backends: [{backend.Address}] {"}"}]
@@ -105,7 +98,7 @@ public class CliTests
             admin: {"{"} address: 127.0.0.1:{adminPort} {"}"}
             shutdown: {"{"} delay: 0s {"}"}
             """;
-        var path = WriteConfig(Yaml(b1));
+        var path = FulcrumProcess.WriteConfig(Yaml(b1));
         using var process = FulcrumProcess.Start("run", "-c", path);
         await process.WaitForStderrAsync($"listener 'web' on http://127.0.0.1:{port}");
         using var client = new HttpClient();
@@ -142,7 +135,7 @@ public class CliTests
         using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
         taken.Start();
         var port = ((IPEndPoint)taken.LocalEndpoint).Port;
-        var path = WriteConfig($"""
+        var path = FulcrumProcess.WriteConfig($"""
             listeners: [{"{"} name: web, address: 127.0.0.1:{port} {"}"}]
             routes: [{"{"} name: r, pool: p {"}"}]
             pools: [{"{"} name: p, backends: [127.0.0.1:9] {"}"}]
@@ -206,7 +199,7 @@ public class CliTests
     [Fact]
     public async Task Run_NonLoopbackAdminWithoutTokenFile_RefusesToStartAndSaysWhy()
     {
-        var path = WriteConfig("""
+        var path = FulcrumProcess.WriteConfig("""
             listeners: [{ name: web, address: 127.0.0.1:8080 }]
             routes: [{ name: r, pool: p }]
             pools: [{ name: p, backends: [127.0.0.1:9000] }]
@@ -229,7 +222,7 @@ public class CliTests
         await using var fast = await TestBackend.StartAsync("fast");
         var port = Ports.Unused();
         var admin = Ports.Unused();
-        var path = WriteConfig($$"""
+        var path = FulcrumProcess.WriteConfig($$"""
             listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
             routes:
               - { name: quick, pool: fast, match: { path: /quick } }
@@ -286,7 +279,7 @@ public class CliTests
         await using var backend = await TestBackend.StartAsync("b");
         var port = Ports.Unused();
         var admin = Ports.Unused();
-        var path = WriteConfig($$"""
+        var path = FulcrumProcess.WriteConfig($$"""
             listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
             routes: [{ name: r, pool: p }]
             pools: [{ name: p, backends: [{{backend.Address}}] }]

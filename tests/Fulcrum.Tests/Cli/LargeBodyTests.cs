@@ -25,8 +25,7 @@ public sealed class LargeBodyTests
             }
         });
         var port = Ports.Unused();
-        var path = Path.Combine(Path.GetTempPath(), $"fulcrum-test-{Guid.NewGuid():N}.yaml");
-        await File.WriteAllTextAsync(path, $$"""
+        var path = FulcrumProcess.WriteConfig($$"""
             listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
             routes: [{ name: r, pool: p }]
             pools: [{ name: p, backends: [{{backend.Address}}] }]

@@ -24,8 +24,7 @@ public sealed partial class ProtocolErrorLogTests
         await using var backend = await TestBackend.StartAsync("b1");
         var port = Ports.Unused();
         var adminPort = Ports.Unused();
-        var path = Path.Combine(Path.GetTempPath(), $"fulcrum-test-{Guid.NewGuid():N}.yaml");
-        await File.WriteAllTextAsync(path, $$"""
+        var path = FulcrumProcess.WriteConfig($$"""
             listeners: [{ name: grpc, address: 127.0.0.1:{{port}}, protocol: h2c }]
             routes: [{ name: r, pool: p }]
             pools: [{ name: p, backends: [{{backend.Address}}] }]

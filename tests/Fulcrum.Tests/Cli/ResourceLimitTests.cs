@@ -14,13 +14,6 @@ namespace Fulcrum.Tests.Cli;
 [Collection(nameof(SerialTests))]
 public sealed partial class ResourceLimitTests
 {
-    private static string WriteConfig(string yaml)
-    {
-        var path = Path.Combine(Path.GetTempPath(), $"fulcrum-test-{Guid.NewGuid():N}.yaml");
-        File.WriteAllText(path, yaml);
-        return path;
-    }
-
     /// <summary>One request on <paramref name="stream"/>: its whole answer (chunked, sized, or until the close).</summary>
     private static async Task<string> RequestAsync(NetworkStream stream, string path = "/")
     {
@@ -52,7 +45,7 @@ public sealed partial class ResourceLimitTests
         await using var backend = await TestBackend.StartAsync("b1");
         var port = Ports.Unused();
         var adminPort = Ports.Unused();
-        var path = WriteConfig($$"""
+        var path = FulcrumProcess.WriteConfig($$"""
             listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
             routes: [{ name: r, pool: p }]
             pools: [{ name: p, backends: [{{backend.Address}}] }]

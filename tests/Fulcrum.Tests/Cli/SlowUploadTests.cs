@@ -42,8 +42,7 @@ public sealed class SlowUploadTests
             await c.Response.WriteAsync(total.ToString(System.Globalization.CultureInfo.InvariantCulture));
         });
         var port = Ports.Unused();
-        var path = Path.Combine(Path.GetTempPath(), $"fulcrum-test-{Guid.NewGuid():N}.yaml");
-        await File.WriteAllTextAsync(path, $$"""
+        var path = FulcrumProcess.WriteConfig($$"""
             listeners: [{ name: web, address: 127.0.0.1:{{port}} }]
             routes: [{ name: r, pool: p, timeouts: { idle: 2m } }]
             pools: [{ name: p, backends: [{{backend.Address}}] }]

@@ -44,6 +44,14 @@ public sealed partial class FulcrumProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>Writes <paramref name="yaml"/> to a new file in the temporary folder and returns its path (the test deletes it).</summary>
+    public static string WriteConfig(string yaml)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"fulcrum-test-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
     public static FulcrumProcess Start(params string[] args) => Start(new Dictionary<string, string>(), args);
 
     public static FulcrumProcess Start(IDictionary<string, string> environment, params string[] args)
