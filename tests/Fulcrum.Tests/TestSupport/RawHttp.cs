@@ -32,7 +32,9 @@ public static class RawHttp
 {
     /// <summary>
     /// Sends <paramref name="request"/> as Latin-1 bytes and reads until the server closes the
-    /// connection or <paramref name="idleMs"/> pass with nothing more to read.
+    /// connection or <paramref name="idleMs"/> pass with nothing more to read. The first byte
+    /// gets at least <see cref="FirstByteMs"/>: on a loaded CI machine an answer can take seconds
+    /// to start, and a missing answer must not look like an empty one.
     /// </summary>
     public static async Task<RawResponse> SendAsync(IPEndPoint endPoint, string request, int idleMs = 1500)
     {
@@ -42,13 +44,15 @@ public static class RawHttp
         return await ReadAsync(socket, idleMs);
     }
 
+    public const int FirstByteMs = 20_000;
+
     public static async Task<RawResponse> ReadAsync(Socket socket, int idleMs)
     {
         var received = new MemoryStream();
         var buffer = new byte[16384];
         while (true)
         {
-            using var idle = new CancellationTokenSource(idleMs);
+            using var idle = new CancellationTokenSource(received.Length == 0 ? Math.Max(idleMs, FirstByteMs) : idleMs);
             int n;
             try
             {
