@@ -1,3 +1,4 @@
+using Fulcrum.Forwarding;
 using Fulcrum.Balancing;
 using Fulcrum.Health;
 using Fulcrum.Runtime;
@@ -41,8 +42,9 @@ internal sealed partial class AdminApi
         }
         var snapshot = _runtime.Current;
         var path = Uri.UnescapeDataString(uri.AbsolutePath);
-        var routes = snapshot.Routes.Explain(uri.Host, path, method, headers);
-        var route = snapshot.Routes.Match(uri.Host, path, method, headers);
+        var lookup = new HeaderDictionaryLookup(headers);
+        var routes = snapshot.Routes.Explain(uri.Host, path, method, lookup);
+        var route = snapshot.Routes.Match(uri.Host, path, method, lookup);
         if (route is null)
         {
             await Ok(context, new Explanation(method, url, null, routes, null, null, null, null, "404 no_route: no route matches")).ConfigureAwait(false);

@@ -18,89 +18,54 @@ public readonly record struct BackendReport(string Backend, string Code, string 
 /// </summary>
 internal static class ErrorResponder
 {
-    public static async Task WriteAsync(HttpContext context, FulcrumError error, RequestRecord record, string message, IReadOnlyList<BackendReport> backends)
+    public static async Task WriteAsync(ProxyExchange exchange, FulcrumError error, RequestRecord record, string message, IReadOnlyList<BackendReport> backends)
     {
-        var response = context.Response;
         var status = ErrorCodes.Status(error);
         var code = ErrorCodes.Code(error);
-        var closeAfter = error is FulcrumError.BadRequest or FulcrumError.ClientTimeout or FulcrumError.UnsupportedTransferEncoding;
-        response.Clear();
-        response.StatusCode = status;
-        response.Headers[HeaderRules.ErrorHeader] = code;
-        response.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
-        response.Headers.CacheControl = "no-store";
+        var closeAfter = CloseAfter(error);
+        exchange.ClearResponse();
+        exchange.Status = status;
+        exchange.SetHeader(HeaderRules.ErrorHeader, code);
+        exchange.SetHeader(HeaderRules.RequestIdHeader, record.RequestId);
+        exchange.SetHeader("Cache-Control", "no-store");
         if (error == FulcrumError.PoolSaturated)
         {
-            response.Headers.RetryAfter = "1";
+            exchange.SetHeader("Retry-After", "1");
         }
         if (closeAfter)
         {
             // The framing of this connection can no longer be trusted: answer and close it.
-            response.Headers.Connection = "close";
+            exchange.SetHeader("Connection", "close");
         }
 
         var hint = Hint(error);
         byte[] body;
-        if (AcceptsJson(context.Request))
+        if (AcceptsJson(exchange))
         {
-            response.ContentType = "application/json; charset=utf-8";
+            exchange.SetHeader("Content-Type", "application/json; charset=utf-8");
             body = Json(status, code, message, hint, record, backends);
         }
         else
         {
-            response.ContentType = "text/plain; charset=utf-8";
+            exchange.SetHeader("Content-Type", "text/plain; charset=utf-8");
             body = Encoding.UTF8.GetBytes(Text(status, code, message, hint, record, backends));
         }
-        response.ContentLength = body.Length;
+        exchange.SetHeader("Content-Length", body.Length.ToString(CultureInfo.InvariantCulture));
         record.BytesOut = body.Length;
-        if (!HttpMethods.IsHead(context.Request.Method))
+        if (!HttpMethods.IsHead(exchange.Method))
         {
-            await response.Body.WriteAsync(body, context.RequestAborted).ConfigureAwait(false);
+            await exchange.WriteBodyAsync(body, exchange.Aborted).ConfigureAwait(false);
         }
         if (closeAfter)
         {
-            await LingeringCloseAsync(context).ConfigureAwait(false);
+            await exchange.LingerAsync().ConfigureAwait(false);
         }
     }
 
-    private const int LingerBytes = 1 << 20;
-    private static readonly TimeSpan LingerTime = TimeSpan.FromSeconds(1);
-
-    /// <summary>
-    /// After refusing a request, read and discard what is left of its body for a moment, as
-    /// nginx's lingering close does. Kestrel closes a "Connection: close" response promptly only
-    /// once the body is consumed, and closing on unread data makes the kernel send a reset that
-    /// can destroy the answer before the client reads it. A body that outlasts the budget is cut.
-    /// </summary>
-    private static async Task LingeringCloseAsync(HttpContext context)
-    {
-        try
-        {
-            await context.Response.Body.FlushAsync(context.RequestAborted).ConfigureAwait(false);
-            using var deadline = new CancellationTokenSource(LingerTime);
-            var buffer = new byte[16 * 1024];
-            var total = 0L;
-            int read;
-            while ((read = await context.Request.Body.ReadAsync(buffer, deadline.Token).ConfigureAwait(false)) > 0)
-            {
-                total += read;
-                if (total > LingerBytes)
-                {
-                    context.Abort();
-                    return;
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            // The client kept the connection open without finishing its body: cut it.
-            context.Abort();
-        }
-        catch (Exception e) when (e is IOException or BadHttpRequestException or InvalidOperationException)
-        {
-            // The body cannot be read (malformed, or the client left): Kestrel closes the connection itself.
-        }
-    }
+    /// <summary>Refusals after which the connection's framing cannot be trusted: the answer closes it.</summary>
+    internal static bool CloseAfter(FulcrumError error) =>
+        error is FulcrumError.BadRequest or FulcrumError.ClientTimeout or FulcrumError.UnsupportedTransferEncoding
+            or FulcrumError.RequestLineTooLong or FulcrumError.HeadersTooLarge;
 
     internal static string Hint(FulcrumError error) => error switch
     {
@@ -124,9 +89,9 @@ internal static class ErrorResponder
         _ => "",
     };
 
-    private static bool AcceptsJson(HttpRequest request)
+    private static bool AcceptsJson(ProxyExchange exchange)
     {
-        foreach (var accept in request.Headers.Accept)
+        foreach (var accept in exchange.Header("Accept"))
         {
             if (accept is not null && accept.Contains("json", StringComparison.OrdinalIgnoreCase))
             {

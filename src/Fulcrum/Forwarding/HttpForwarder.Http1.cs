@@ -22,19 +22,17 @@ internal sealed partial class HttpForwarder
     /// </summary>
     internal static readonly bool UsePool = !string.Equals(Environment.GetEnvironmentVariable("FULCRUM_UPSTREAM_CLIENT"), "sockets", StringComparison.OrdinalIgnoreCase);
 
-    private static bool ForPool(HttpContext context, in AttemptOptions options) =>
-        UsePool && !options.Upgrade.Any && context.Request.Headers.Expect.Count == 0;
+    private static bool ForPool(ProxyExchange exchange, in AttemptOptions options) =>
+        UsePool && !options.Upgrade.Any && exchange.Header("Expect").Count == 0;
 
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
-    private async ValueTask<ForwardResult> SendPooledAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
+    private async ValueTask<ForwardResult> SendPooledAsync(ProxyExchange incoming, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
     {
         var timeouts = route.Timeouts;
-        var incoming = context.Request;
-        var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
+        var timer = new ForwardingTimer(incoming.Aborted, timeouts.Idle);
         // A body goes upstream when the client sent one (Content-Length or chunked), and an
         // explicit "Content-Length: 0" is kept rather than dropped.
-        var canHaveBody = context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? incoming.ContentLength > 0;
-        var body = canHaveBody || incoming.ContentLength == 0 ? new Http1RequestBody(incoming, timer, options.ResponseTimeout, options.Replay) : null;
+        var body = incoming.CanHaveBody || incoming.ContentLength == 0 ? new Http1RequestBody(incoming, timer, options.ResponseTimeout, options.Replay) : null;
         if (body is null)
         {
             timer.AwaitResponse(options.ResponseTimeout);
@@ -49,7 +47,7 @@ internal sealed partial class HttpForwarder
             try
             {
                 await exchange.OpenAsync(backend.Connections, poolConfig.Limits.MaxConnections, timeouts.Connect, fresh).ConfigureAwait(false);
-                await exchange.SendAsync(context, poolConfig, backend, record, body).ConfigureAwait(false);
+                await exchange.SendAsync(incoming, poolConfig, backend, record, body).ConfigureAwait(false);
                 await exchange.ReadHeadAsync(headRequest, poolConfig.Limits.UpstreamResponseHeaders).ConfigureAwait(false);
                 break;
             }
@@ -101,7 +99,7 @@ internal sealed partial class HttpForwarder
         using (exchange)
         {
             timer.ResponseReceived();
-            var result = await RelayPooledAsync(context, exchange, timer, record).ConfigureAwait(false);
+            var result = await RelayPooledAsync(incoming, exchange, timer, record).ConfigureAwait(false);
             if (result.Succeeded && !exchange.BodySent)
             {
                 // The backend answered before it had the whole body: the client is still sending
@@ -115,15 +113,13 @@ internal sealed partial class HttpForwarder
     }
 
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
-    private static async ValueTask<ForwardResult> RelayPooledAsync(HttpContext context, Http1Exchange exchange, ForwardingTimer timer, RequestRecord record)
+    private static async ValueTask<ForwardResult> RelayPooledAsync(ProxyExchange outgoing, Http1Exchange exchange, ForwardingTimer timer, RequestRecord record)
     {
         var response = exchange.Response;
         var status = response.Status;
-        var outgoing = context.Response;
-        outgoing.StatusCode = status;
+        outgoing.Status = status;
         var chunked = response.Framing == BodyFraming.Chunked;
         var connection = response.Connection;
-        var headers = outgoing.Headers;
         foreach (var (name, value) in response.Headers)
         {
             // A chunked response's own Content-Length is meaningless (RFC 9112 §6.3): dropped,
@@ -134,15 +130,15 @@ internal sealed partial class HttpForwarder
             }
             try
             {
-                headers.Append(name, value);
+                outgoing.AddHeader(name, value);
             }
             catch (InvalidOperationException)
             {
-                outgoing.Clear();
+                outgoing.ClearResponse();
                 return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend sent an invalid response header: {name}: {value}", status, false, false);
             }
         }
-        headers[HeaderRules.RequestIdHeader] = record.RequestId;
+        outgoing.SetHeader(HeaderRules.RequestIdHeader, record.RequestId);
         if (response.Framing is BodyFraming.Chunked or BodyFraming.UntilClose)
         {
             // Streaming: send the headers now rather than with the first chunk of body, so a
@@ -150,7 +146,6 @@ internal sealed partial class HttpForwarder
             try
             {
                 await outgoing.StartAsync(timer.Token).ConfigureAwait(false);
-                await outgoing.BodyWriter.FlushAsync(timer.Token).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -164,13 +159,13 @@ internal sealed partial class HttpForwarder
             return failed;
         }
 
-        if (response.Trailers.Count > 0 && outgoing.SupportsTrailers())
+        if (response.Trailers.Count > 0 && outgoing.SupportsTrailers)
         {
             foreach (var (name, value) in response.Trailers)
             {
                 if (!HeaderRules.IsHopByHop(name, connection))
                 {
-                    outgoing.AppendTrailer(name, value);
+                    outgoing.AddTrailer(name, value);
                 }
             }
         }

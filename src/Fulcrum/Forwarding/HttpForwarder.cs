@@ -44,12 +44,18 @@ internal sealed partial class HttpForwarder
         _time = time;
     }
 
-    public ValueTask<ForwardResult> SendAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options) =>
-        ForPool(context, options) ? SendPooledAsync(context, route, backend, record, options) : SendThroughHandlerAsync(context, route, backend, record, options);
+    public ValueTask<ForwardResult> SendAsync(ProxyExchange exchange, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options) =>
+        ForPool(exchange, options) ? SendPooledAsync(exchange, route, backend, record, options)
+        : exchange is KestrelExchange kestrel ? SendThroughHandlerAsync(kestrel, route, backend, record, options)
+        : throw new InvalidOperationException("an upgrade or an Expect reached the pipeline from Fulcrum's front end, which hands both to Kestrel");
 
-    /// <summary>The SocketsHttpHandler path: upgrades, <c>Expect: 100-continue</c>, and everything when the pool is off.</summary>
-    private async ValueTask<ForwardResult> SendThroughHandlerAsync(HttpContext context, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
+    /// <summary>
+    /// The SocketsHttpHandler path: upgrades, <c>Expect: 100-continue</c>, and everything when the
+    /// pool is off. Only requests Kestrel read take it: Fulcrum's front end hands these to Kestrel.
+    /// </summary>
+    private async ValueTask<ForwardResult> SendThroughHandlerAsync(KestrelExchange exchange, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
     {
+        var context = exchange.Context;
         var timeouts = route.Timeouts;
         var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
         var request = CreateRequest(context, route.Pool.Config, backend, timeouts, options, timer, record);
@@ -112,20 +118,20 @@ internal sealed partial class HttpForwarder
         using (response)
         {
             timer.ResponseReceived();
-            var result = await RelayResponseAsync(context, response, timer, record).ConfigureAwait(false);
+            var result = await RelayResponseAsync(exchange, response, timer, record).ConfigureAwait(false);
             return result with { RequestBodyStarted = content?.Started ?? false };
         }
     }
 
     /// <summary>Relays a response an attempt held back, when it turned out not to be retried.</summary>
-    public async ValueTask<ForwardResult> RelayHeldAsync(HttpContext context, HeldResponse held, RequestRecord record)
+    public async ValueTask<ForwardResult> RelayHeldAsync(ProxyExchange context, HeldResponse held, RequestRecord record)
     {
         using (held)
         {
             held.Timer.ResponseReceived();
             return held.Exchange is { } exchange
                 ? await RelayPooledAsync(context, exchange, held.Timer, record).ConfigureAwait(false)
-                : await RelayResponseAsync(context, held.Response!, held.Timer, record).ConfigureAwait(false);
+                : await RelayResponseAsync((KestrelExchange)context, held.Response!, held.Timer, record).ConfigureAwait(false);
         }
     }
 
@@ -328,10 +334,10 @@ internal sealed partial class HttpForwarder
         timer.Dispose();
     }
 
-    private static async ValueTask<ForwardResult> RelayResponseAsync(HttpContext context, HttpResponseMessage response, ForwardingTimer timer, RequestRecord record)
+    private static async ValueTask<ForwardResult> RelayResponseAsync(KestrelExchange exchange, HttpResponseMessage response, ForwardingTimer timer, RequestRecord record)
     {
         var status = (int)response.StatusCode;
-        var outgoing = context.Response;
+        var outgoing = exchange.Context.Response;
         outgoing.StatusCode = status;
         var connection = HeaderRules.ConnectionOf(response);
         // A chunked response's own Content-Length is meaningless (RFC 9112 §6.3): drop it, or the
@@ -376,7 +382,7 @@ internal sealed partial class HttpForwarder
 
         await using (upstream.ConfigureAwait(false))
         {
-            if (await CopyBodyAsync(new StreamBody(upstream), outgoing, timer, record, status).ConfigureAwait(false) is { } failed)
+            if (await CopyBodyAsync(new StreamBody(upstream), exchange, timer, record, status).ConfigureAwait(false) is { } failed)
             {
                 return failed;
             }
@@ -415,14 +421,13 @@ internal sealed partial class HttpForwarder
     /// else the failure, with the bytes relayed so far in the record.
     /// </summary>
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
-    private static async ValueTask<ForwardResult?> CopyBodyAsync<TBody>(TBody body, HttpResponse outgoing, ForwardingTimer timer, RequestRecord record, int status)
+    private static async ValueTask<ForwardResult?> CopyBodyAsync<TBody>(TBody body, ProxyExchange outgoing, ForwardingTimer timer, RequestRecord record, int status)
         where TBody : IUpstreamBody
     {
-        var writer = outgoing.BodyWriter;
         var written = 0L;
         while (true)
         {
-            var memory = writer.GetMemory();
+            var memory = outgoing.GetBodyMemory();
             int read;
             timer.Activity(WaitingOn.Backend);
             try
@@ -440,12 +445,12 @@ internal sealed partial class HttpForwarder
                 record.BytesOut = written;
                 return null;
             }
-            writer.Advance(read);
+            outgoing.AdvanceBody(read);
             written += read;
             timer.Activity(WaitingOn.Client);
             try
             {
-                var flushed = await writer.FlushAsync(timer.Token).ConfigureAwait(false);
+                var flushed = await outgoing.FlushBodyAsync(timer.Token).ConfigureAwait(false);
                 if (flushed.IsCanceled || flushed.IsCompleted)
                 {
                     record.BytesOut = written;

@@ -1,4 +1,4 @@
-using Microsoft.AspNetCore.Http;
+using Fulcrum.Forwarding;
 
 namespace Fulcrum.Hosting;
 
@@ -7,9 +7,9 @@ internal static class RequestIds
 {
     private const int MaxLength = 128;
 
-    public static string FromOrNew(HttpRequest request)
+    public static string FromOrNew(ProxyExchange request)
     {
-        var given = request.Headers["X-Request-Id"];
+        var given = request.Header("X-Request-Id");
         if (given.Count == 1 && given[0] is { Length: > 0 and <= MaxLength } id && IsPrintable(id))
         {
             return id;

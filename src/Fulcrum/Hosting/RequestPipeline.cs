@@ -41,16 +41,20 @@ internal sealed partial class RequestPipeline
     /// <summary>Kestrel's request delegate: a Task is allocated only for a request that has to wait.</summary>
     public Task InvokeAsync(HttpContext context)
     {
-        var running = RunAsync(context);
+        var running = RunAsync(new KestrelExchange(context));
         return running.IsCompletedSuccessfully ? Task.CompletedTask : running.AsTask();
     }
 
+    /// <summary>
+    /// One request, start to finish, whichever front end read it: the answer (the backend's or
+    /// Fulcrum's own), the span, the counters and the access log line.
+    /// </summary>
     // Pooled: the state of a request that waits (most do) is reused rather than allocated.
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
-    private async ValueTask RunAsync(HttpContext context)
+    public async ValueTask RunAsync(ProxyExchange context)
     {
-        var record = new RequestRecord(RequestIds.FromOrNew(context.Request));
-        var activity = Tracing.Start(context.Request, out var traceparent, out var tracestate);
+        var record = new RequestRecord(RequestIds.FromOrNew(context));
+        var activity = Tracing.Start(context, out var traceparent, out var tracestate);
         record.TraceParent = traceparent;
         record.TraceState = tracestate;
         try
@@ -63,7 +67,7 @@ internal sealed partial class RequestPipeline
             // Kestrel's bare 500, and log it with the request id the client was given.
             record.Error = FulcrumError.InternalError;
             LogUnexpected(record.RequestId, e);
-            if (!context.Response.HasStarted)
+            if (!context.HasStarted)
             {
                 await ErrorResponder.WriteAsync(context, FulcrumError.InternalError, record, "Fulcrum failed while handling this request.", []).ConfigureAwait(false);
             }
@@ -76,7 +80,7 @@ internal sealed partial class RequestPipeline
         {
             if (record.Status == 0)
             {
-                record.Status = context.Response.StatusCode;
+                record.Status = context.Status;
             }
             record.Finish();
             // The span and the counters first: they must end even if writing the log line fails.
@@ -87,32 +91,36 @@ internal sealed partial class RequestPipeline
     }
 
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
-    private async ValueTask HandleAsync(HttpContext context, RequestRecord record)
+    private async ValueTask HandleAsync(ProxyExchange context, RequestRecord record)
     {
-        var request = context.Request;
-        if (RequestGuard.Check(context) is { } refusal)
+        var upgrade = default(UpgradeRequest);
+        if (context is KestrelExchange kestrel)
         {
-            record.Error = refusal.Error;
-            await ErrorResponder.WriteAsync(context, refusal.Error, record, $"Refused: {refusal.Message}.", []).ConfigureAwait(false);
-            return;
-        }
+            // Fulcrum's own front end checks framing as it parses, and hands upgrades to Kestrel.
+            if (RequestGuard.Check(kestrel.Context) is { } refusal)
+            {
+                record.Error = refusal.Error;
+                await ErrorResponder.WriteAsync(context, refusal.Error, record, $"Refused: {refusal.Message}.", []).ConfigureAwait(false);
+                return;
+            }
 
-        var upgrade = UpgradeRequest.Of(context, out var upgradeRefusal);
-        if (upgradeRefusal is not null)
-        {
-            record.Error = FulcrumError.UnsupportedUpgrade;
-            await ErrorResponder.WriteAsync(context, FulcrumError.UnsupportedUpgrade, record, $"Refused: {upgradeRefusal}.", []).ConfigureAwait(false);
-            return;
+            upgrade = UpgradeRequest.Of(kestrel.Context, out var upgradeRefusal);
+            if (upgradeRefusal is not null)
+            {
+                record.Error = FulcrumError.UnsupportedUpgrade;
+                await ErrorResponder.WriteAsync(context, FulcrumError.UnsupportedUpgrade, record, $"Refused: {upgradeRefusal}.", []).ConfigureAwait(false);
+                return;
+            }
         }
 
         // Read the snapshot once: a reload during this request does not change what it sees.
         var snapshot = _runtime.Current;
-        var method = upgrade.EffectiveMethod(request.Method);
-        var route = snapshot.Routes.Match(request.Host.Host, request.Path.Value ?? "/", method, request.Headers);
+        var method = upgrade.EffectiveMethod(context.Method);
+        var route = snapshot.Routes.Match(context.RouteHost, context.Path, method, context);
         if (route is null)
         {
             record.Error = FulcrumError.NoRoute;
-            var message = $"No route matches host '{request.Host.Host}' and path '{request.Path.Value}' ({request.Method}).";
+            var message = $"No route matches host '{context.RouteHost}' and path '{context.Path}' ({context.Method}).";
             await ErrorResponder.WriteAsync(context, FulcrumError.NoRoute, record, message, []).ConfigureAwait(false);
             return;
         }
@@ -136,8 +144,8 @@ internal sealed partial class RequestPipeline
         }
 
         var retry = route.Retry;
-        var mayReplay = retry.Attempts > 0 && IsReplaySafe(method, request, retry);
-        using var replay = mayReplay && HasBody(context) ? new RequestBodyBuffer(retry.MaxBody) : null;
+        var mayReplay = retry.Attempts > 0 && IsReplaySafe(method, context, retry);
+        using var replay = mayReplay && context.CanHaveBody ? new RequestBodyBuffer(retry.MaxBody) : null;
         var candidates = available;
         var retries = 0;
         var holdingRetry = false;
@@ -148,7 +156,7 @@ internal sealed partial class RequestPipeline
             while (true)
             {
                 var backend = pool.HasLimits
-                    ? await AdmitAsync(pool, candidates, context.RequestAborted).ConfigureAwait(false)
+                    ? await AdmitAsync(pool, candidates, context.Aborted).ConfigureAwait(false)
                     : Begin(pool.Policy.Pick(pool, candidates));
                 if (backend is null)
                 {
@@ -231,11 +239,11 @@ internal sealed partial class RequestPipeline
                 candidates = following;
                 if (again)
                 {
-                    await Task.Delay(Backoff(retry, retries), context.RequestAborted).ConfigureAwait(false);
+                    await Task.Delay(Backoff(retry, retries), context.Aborted).ConfigureAwait(false);
                 }
             }
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (context.Aborted.IsCancellationRequested)
         {
             result = new ForwardResult(FulcrumError.ClientAborted, "the client went away during a retry backoff", 0, false, false);
         }
@@ -253,17 +261,17 @@ internal sealed partial class RequestPipeline
             // A retryable status that was not retried after all: the client gets it as it is.
             result = await _forwarder.RelayHeldAsync(context, held, record).ConfigureAwait(false);
         }
-        record.BackendAnswered = result.Succeeded || result.ResponseStarted || context.Response.HasStarted;
+        record.BackendAnswered = result.Succeeded || result.ResponseStarted || context.HasStarted;
         if (result.Succeeded)
         {
             return;
         }
         record.Error = result.Error;
-        if (result.ResponseStarted || context.Response.HasStarted)
+        if (result.ResponseStarted || context.HasStarted)
         {
             // Part of the response is already on its way: cut the connection so the client can
             // tell the body is incomplete, instead of ending it as if it were whole.
-            record.Status = context.Response.StatusCode;
+            record.Status = context.Status;
             context.Abort();
             return;
         }
@@ -385,11 +393,8 @@ internal sealed partial class RequestPipeline
     /// Whether a request the backend may have received can be sent again: its method is
     /// idempotent (RFC 9110 §9.2.2), or the client marked it with the idempotency header.
     /// </summary>
-    private static bool IsReplaySafe(string method, HttpRequest request, ResolvedRetry retry) =>
-        IdempotentMethods.Contains(method) || request.Headers.ContainsKey(retry.IdempotencyHeader);
-
-    private static bool HasBody(HttpContext context) =>
-        context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody ?? context.Request.ContentLength > 0;
+    private static bool IsReplaySafe(string method, ProxyExchange request, ResolvedRetry retry) =>
+        IdempotentMethods.Contains(method) || request.Header(retry.IdempotencyHeader).Count > 0;
 
     /// <summary>
     /// Why this attempt's outcome may be retried (the reason it is counted under), or null when it

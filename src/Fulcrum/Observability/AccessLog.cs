@@ -116,7 +116,7 @@ public sealed class AccessLog : IAsyncDisposable
         return pending;
     }
 
-    public void Write(HttpContext context, RequestRecord record)
+    internal void Write(Forwarding.ProxyExchange context, RequestRecord record)
     {
         if (_local is null)
         {

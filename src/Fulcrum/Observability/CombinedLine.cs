@@ -19,12 +19,11 @@ internal static class CombinedLine
     private static readonly SearchValues<char> Unescaped = SearchValues.Create(
         " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~");
 
-    public static void Write(IBufferWriter<byte> buffer, HttpContext context, RequestRecord record)
+    public static void Write(IBufferWriter<byte> buffer, Forwarding.ProxyExchange request, RequestRecord record)
     {
-        var request = context.Request;
-        var path = request.Path.Value ?? "/";
-        var referer = request.Headers.Referer;
-        var userAgent = request.Headers.UserAgent;
+        var path = request.Path;
+        var referer = request.Header("Referer");
+        var userAgent = request.Header("User-Agent");
         var referrerText = referer.Count switch { 0 => "", 1 => referer[0] ?? "", _ => referer.ToString() };
         var agentText = userAgent.Count switch { 0 => "", 1 => userAgent[0] ?? "", _ => userAgent.ToString() };
         var attempts = record.Attempts;
@@ -37,7 +36,7 @@ internal static class CombinedLine
             text += Len(attempt.Backend) + 32;
         }
         var line = new LineWriter(buffer.GetSpan(512 + (12 * quoted) + (3 * text)));
-        line.Address(context.Connection.RemoteIpAddress, quoted: false, "-"u8);
+        line.Address(request.RemoteIp, quoted: false, "-"u8);
         line.Raw(" - - ["u8);
         record.StartTime.UtcDateTime.TryFormat(line.Free, out var written, "dd/MMM/yyyy:HH:mm:ss", CultureInfo.InvariantCulture);
         line.Advance(written);

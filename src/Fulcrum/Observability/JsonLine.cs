@@ -40,13 +40,11 @@ internal static class JsonLine
             "\"" + new DateTime(second * TimeSpan.TicksPerSecond, DateTimeKind.Utc).ToString("yyyy-MM-dd'T'HH:mm:ss", CultureInfo.InvariantCulture));
     }
 
-    public static void Write(IBufferWriter<byte> buffer, HttpContext context, RequestRecord record)
+    public static void Write(IBufferWriter<byte> buffer, Forwarding.ProxyExchange request, RequestRecord record)
     {
-        var request = context.Request;
         var method = request.Method;
-        var hostValues = request.Headers.Host;
-        var host = hostValues.Count switch { 0 => null, 1 => hostValues[0], _ => hostValues.ToString() };
-        var path = request.Path.Value;
+        var host = request.Authority;
+        var path = request.Path;
         var protocol = request.Protocol;
         var error = ErrorCodes.Code(record.Error);
         // One span for the whole line, asked for once: the fixed text, and at most six bytes for
@@ -67,7 +65,7 @@ internal static class JsonLine
         line.Raw(",\"trace_id\":"u8);
         line.String(record.TraceId);
         line.Raw(",\"client\":"u8);
-        line.Address(context.Connection.RemoteIpAddress, quoted: true, "null"u8);
+        line.Address(request.RemoteIp, quoted: true, "null"u8);
         line.Raw(",\"method\":"u8);
         // Not Known: a method outside the standard ones is a new string on every request, and
         // each would take an entry in the table of known values.

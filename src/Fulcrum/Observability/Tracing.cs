@@ -20,10 +20,10 @@ public static class Tracing
     /// <c>tracestate</c> to send upstream: the span's own when one was started; else the client's,
     /// unchanged; else a new trace, marked not sampled since nothing records it.
     /// </summary>
-    internal static Activity? Start(HttpRequest request, out string traceparent, out string? tracestate)
+    internal static Activity? Start(Forwarding.ProxyExchange request, out string traceparent, out string? tracestate)
     {
-        var given = request.Headers["traceparent"];
-        var state = request.Headers["tracestate"];
+        var given = request.Header("traceparent");
+        var state = request.Header("tracestate");
         ActivityContext parent = default;
         var hasParent = given.Count == 1 && ActivityContext.TryParse(given[0], state.Count > 0 ? state.ToString() : null, out parent);
         var activity = Source.HasListeners()
@@ -71,15 +71,15 @@ public static class Tracing
         });
 
     /// <summary>Tags the span with what happened, at the end of the request.</summary>
-    internal static void Stop(Activity? activity, HttpContext context, RequestRecord record)
+    internal static void Stop(Activity? activity, Forwarding.ProxyExchange exchange, RequestRecord record)
     {
         if (activity is null)
         {
             return;
         }
-        activity.SetTag("http.request.method", context.Request.Method);
-        activity.SetTag("url.path", context.Request.Path.Value);
-        activity.SetTag("server.address", context.Request.Host.Host);
+        activity.SetTag("http.request.method", exchange.Method);
+        activity.SetTag("url.path", exchange.Path);
+        activity.SetTag("server.address", exchange.RouteHost);
         activity.SetTag("http.response.status_code", record.Status);
         activity.SetTag("fulcrum.request_id", record.RequestId);
         activity.SetTag("fulcrum.route", record.Route);

@@ -1,3 +1,4 @@
+using Fulcrum.Forwarding;
 using Fulcrum.Configuration;
 using Fulcrum.Runtime;
 using Microsoft.AspNetCore.Http;
@@ -35,11 +36,11 @@ public sealed class RouteState
     public ResolvedTimeouts Timeouts { get; }
 
     /// <summary>Tests everything but the host, which the table has already matched.</summary>
-    public bool MatchesRequest(string path, string method, IHeaderDictionary headers) =>
+    public bool MatchesRequest(string path, string method, IRequestHeaders headers) =>
         MatchesPath(path) && MatchesMethod(method) && MatchesHeaders(headers);
 
     /// <summary>Why the request does not match this route's path, method or header rules; null when it does.</summary>
-    internal string? WhyNot(string path, string method, IHeaderDictionary headers)
+    internal string? WhyNot(string path, string method, IRequestHeaders headers)
     {
         var match = Config.Match;
         if (!MatchesPath(path))
@@ -52,7 +53,7 @@ public sealed class RouteState
         }
         foreach (var rule in _headers)
         {
-            if (!headers.TryGetValue(rule.Name, out var values) || values.Count == 0)
+            if (headers.Header(rule.Name) is not { Count: > 0 } values)
             {
                 return $"header {rule.Name} is missing";
             }
@@ -106,11 +107,11 @@ public sealed class RouteState
         return false;
     }
 
-    internal bool MatchesHeaders(IHeaderDictionary headers)
+    internal bool MatchesHeaders(IRequestHeaders headers)
     {
         foreach (var rule in _headers)
         {
-            if (!headers.TryGetValue(rule.Name, out var values) || values.Count == 0)
+            if (headers.Header(rule.Name) is not { Count: > 0 } values)
             {
                 return false;
             }

@@ -1,3 +1,4 @@
+using Fulcrum.Forwarding;
 using System.Collections.Frozen;
 using Fulcrum.Configuration;
 using Fulcrum.Runtime;
@@ -83,7 +84,7 @@ public sealed class RouteTable
         route.Config.Match.Path is not null ? 0 : route.Config.Match.PathPrefix is not null ? 1 : 2;
 
     /// <summary>The route for a request, or null (Fulcrum answers 404 no_route).</summary>
-    public RouteState? Match(string host, string path, string method, IHeaderDictionary headers)
+    public RouteState? Match(string host, string path, string method, IRequestHeaders headers)
     {
         host = NormalizeHost(host);
         if (host.Length > 0)
@@ -107,7 +108,7 @@ public sealed class RouteTable
     /// Every route, in the order <see cref="Match"/> tries them for this request, with whether it
     /// matched and why; the first that matched is the one a request would take.
     /// </summary>
-    public IReadOnlyList<RouteExplanation> Explain(string host, string path, string method, IHeaderDictionary headers)
+    public IReadOnlyList<RouteExplanation> Explain(string host, string path, string method, IRequestHeaders headers)
     {
         host = NormalizeHost(host);
         var result = new List<RouteExplanation>();
@@ -148,7 +149,7 @@ public sealed class RouteTable
         return result;
     }
 
-    private static RouteState? First(RouteState[] routes, string path, string method, IHeaderDictionary headers)
+    private static RouteState? First(RouteState[] routes, string path, string method, IRequestHeaders headers)
     {
         foreach (var route in routes)
         {

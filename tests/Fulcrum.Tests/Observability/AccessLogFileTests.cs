@@ -20,7 +20,7 @@ public class AccessLogFileTests
                 var context = new DefaultHttpContext();
                 context.Request.Method = "GET";
                 context.Request.Path = $"/item/{i}";
-                log.Write(context, new RequestRecord($"id-{i}") { Status = 200, Route = "r", Pool = "p" });
+                log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord($"id-{i}") { Status = 200, Route = "r", Pool = "p" });
             }
             await log.DisposeAsync();
 
@@ -46,7 +46,7 @@ public class AccessLogFileTests
     {
         var log = AccessLog.Create(new AccessLogConfig(false, "/nonexistent/dir/access.log", AccessLogConfig.JsonFormat));
         Assert.False(log.Enabled);
-        log.Write(new DefaultHttpContext(), new RequestRecord("x"));
+        log.Write(new Fulcrum.Forwarding.KestrelExchange(new DefaultHttpContext()), new RequestRecord("x"));
         await log.DisposeAsync();
     }
 }
@@ -95,11 +95,11 @@ public class AccessLogFormatTests
         var context = new DefaultHttpContext();
         // The writer takes the first line and stalls on it; this thread's pending buffer then
         // fills to its limit and the rest are dropped, counted, never waited for.
-        log.Write(context, new RequestRecord("first"));
+        log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("first"));
         await output.Entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
         for (var i = 0; i < 20_000; i++)
         {
-            log.Write(context, new RequestRecord("r" + i));
+            log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("r" + i));
         }
         var dropped = log.Dropped;
         Assert.InRange(dropped, 1, 20_000 - (AccessLog.PendingLimit / 1024)); // lines are well under 1 KiB
@@ -120,11 +120,11 @@ public class AccessLogFormatTests
         var log = AccessLog.ToStream(output);
         log.DrainLimit = TimeSpan.FromMilliseconds(200);
         var context = new DefaultHttpContext();
-        log.Write(context, new RequestRecord("stuck in the write"));
+        log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("stuck in the write"));
         await output.Entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
         for (var i = 0; i < 10; i++)
         {
-            log.Write(context, new RequestRecord("pending " + i));
+            log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("pending " + i));
         }
         try
         {
@@ -150,7 +150,7 @@ public class AccessLogFormatTests
                 var context = new DefaultHttpContext();
                 for (var i = 0; i < 2_000; i++)
                 {
-                    log.Write(context, new RequestRecord($"t{t}-{i}"));
+                    log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord($"t{t}-{i}"));
                 }
             })));
             dropped = log.Dropped;
@@ -170,10 +170,10 @@ public class AccessLogFormatTests
         var sink = new Fulcrum.Tests.TestSupport.LogSink();
         var log = AccessLog.ToStream(sink);
         var context = new DefaultHttpContext();
-        log.Write(context, new RequestRecord("before"));
+        log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("before"));
         await log.DisposeAsync();
-        log.Write(context, new RequestRecord("after"));
-        await Task.Run(() => log.Write(context, new RequestRecord("after, from another thread")));
+        log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("after"));
+        await Task.Run(() => log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("after, from another thread")));
         Assert.Equal(2, log.Dropped);
         Assert.Contains("\"before\"", sink.Text, StringComparison.Ordinal);
         Assert.DoesNotContain("after", sink.Text, StringComparison.Ordinal);
@@ -185,11 +185,11 @@ public class AccessLogFormatTests
         var sink = new Fulcrum.Tests.TestSupport.LogSink();
         await using var log = AccessLog.ToStream(sink);
         var context = new DefaultHttpContext();
-        log.Write(context, new RequestRecord("one"));
+        log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("one"));
         await Until(() => sink.Text.Contains("\"one\"", StringComparison.Ordinal));
         // Quiet long enough for the writer to go to sleep waiting for a line.
         await Task.Delay(300);
-        log.Write(context, new RequestRecord("two"));
+        log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("two"));
         await Until(() => sink.Text.Contains("\"two\"", StringComparison.Ordinal));
 
         static async Task Until(Func<bool> done)
@@ -229,7 +229,7 @@ public class AccessLogFormatTests
         context.Request.Headers.UserAgent = "plain/1.0";
         var record = new RequestRecord("rid") { Status = 200 };
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        CombinedLine.Write(buffer, context, record);
+        CombinedLine.Write(buffer, new Fulcrum.Forwarding.KestrelExchange(context), record);
         var line = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
         Assert.Contains(@"""GET /caf\xC3\xA9/\xE4\xB8\xAD HTTP/1.1"" 200 - ""-"" ""plain/1.0""", line, StringComparison.Ordinal);
     }
@@ -303,7 +303,7 @@ public class AccessLogNumberTests
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
         var record = new RequestRecord("id") { ConnectMs = ms, TimeToFirstByteMs = -1 };
-        JsonLine.Write(buffer, new DefaultHttpContext(), record);
+        JsonLine.Write(buffer, new Fulcrum.Forwarding.KestrelExchange(new DefaultHttpContext()), record);
         var line = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory).RootElement;
         Assert.Equal(expected, line.GetProperty("upstream_connect_ms").GetRawText());
         Assert.Equal(System.Text.Json.JsonValueKind.Null, line.GetProperty("ttfb_ms").ValueKind);
@@ -317,7 +317,7 @@ public class AccessLogNumberTests
         {
             var context = new DefaultHttpContext();
             context.Request.Path = "/a+b/<x>&\u00e9\n";
-            log.Write(context, new RequestRecord("id"));
+            log.Write(new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("id"));
         }
         var text = sink.Text;
         Assert.Matches("\"time\":\"[0-9T:.-]+\\+00:00\"", text);
@@ -340,7 +340,7 @@ public class AccessLogNumberTests
         context.Request.Path = "/";
         context.Connection.RemoteIpAddress = address is null ? null : System.Net.IPAddress.Parse(address);
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        JsonLine.Write(buffer, context, new RequestRecord("id"));
+        JsonLine.Write(buffer, new Fulcrum.Forwarding.KestrelExchange(context), new RequestRecord("id"));
 
         var client = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory).RootElement.GetProperty("client");
         Assert.Equal(context.Connection.RemoteIpAddress?.ToString(), client.GetString());
@@ -365,7 +365,7 @@ public class AccessLogNumberTests
         record.AddAttempt(new AttemptRecord("b" + text, Fulcrum.Forwarding.FulcrumError.ConnectRefused, "refused", 0, 1.25));
         record.AddAttempt(new AttemptRecord("c", Fulcrum.Forwarding.FulcrumError.None, null, 200, 0));
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        JsonLine.Write(buffer, context, record);
+        JsonLine.Write(buffer, new Fulcrum.Forwarding.KestrelExchange(context), record);
 
         Assert.DoesNotContain((byte)'\n', buffer.WrittenSpan.ToArray());
         var line = System.Text.Json.JsonDocument.Parse(buffer.WrittenMemory).RootElement;
@@ -416,7 +416,7 @@ public class AccessLogNumberTests
         }
         var expected = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
         buffer.ResetWrittenCount();
-        JsonLine.Write(buffer, new DefaultHttpContext(), new RequestRecord("id", time));
+        JsonLine.Write(buffer, new Fulcrum.Forwarding.KestrelExchange(new DefaultHttpContext()), new RequestRecord("id", time));
         var line = System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
         Assert.StartsWith("{\"time\":" + expected + ",", line, StringComparison.Ordinal);
         Assert.Equal(time, System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("time").GetDateTimeOffset());

@@ -28,7 +28,7 @@ public class CombinedLineTests
     {
         var (context, record) = Request(path, referer, userAgent, client, attempts, error);
         var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-        CombinedLine.Write(buffer, context, record);
+        CombinedLine.Write(buffer, new Fulcrum.Forwarding.KestrelExchange(context), record);
         Assert.Equal(Reference(context, record), Encoding.UTF8.GetString(buffer.WrittenSpan));
     }
 
@@ -139,16 +139,17 @@ public class AccessLineAllocationTests
     public void Both_formats_write_a_plain_line_without_allocating()
     {
         var (context, record) = CombinedLineTests.Request("/v1/orders", "https://example.com/", "curl/8.5.0", "192.0.2.17", 2, false);
+        var exchange = new Fulcrum.Forwarding.KestrelExchange(context);
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(64 * 1024);
         // Warm up: the first calls fill caches (the second's text, the encoded names).
-        CombinedLine.Write(buffer, context, record);
-        JsonLine.Write(buffer, context, record);
+        CombinedLine.Write(buffer, exchange, record);
+        JsonLine.Write(buffer, exchange, record);
         buffer.ResetWrittenCount();
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 10; i++)
         {
-            CombinedLine.Write(buffer, context, record);
-            JsonLine.Write(buffer, context, record);
+            CombinedLine.Write(buffer, exchange, record);
+            JsonLine.Write(buffer, exchange, record);
         }
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }

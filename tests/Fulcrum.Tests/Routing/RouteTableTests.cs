@@ -20,7 +20,7 @@ public class RouteTableTests
     }
 
     private static string? Match(RuntimeSnapshot snapshot, string host, string path, string method = "GET", HeaderDictionary? headers = null) =>
-        snapshot.Routes.Match(host, path, method, headers ?? new HeaderDictionary())?.Name;
+        snapshot.Routes.Match(host, path, method, new Fulcrum.Forwarding.HeaderDictionaryLookup(headers ?? new HeaderDictionary()))?.Name;
 
     [Fact]
     public void Match_ExactHostBeatsWildcardBeatsNoHost()

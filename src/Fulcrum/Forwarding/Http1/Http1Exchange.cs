@@ -81,12 +81,12 @@ internal sealed class Http1Exchange : IDisposable
 
     /// <summary>Sends the head, and starts the body (it flows on while the response is awaited).</summary>
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
-    public async ValueTask SendAsync(HttpContext context, PoolConfig pool, BackendState backend, RequestRecord record, Http1RequestBody? body)
+    public async ValueTask SendAsync(ProxyExchange incoming, PoolConfig pool, BackendState backend, RequestRecord record, Http1RequestBody? body)
     {
         var connection = _connection!;
-        var chunked = body is not null && context.Request.ContentLength is null;
+        var chunked = body is not null && incoming.ContentLength is null;
         var buffer = connection.SendBuffer;
-        var length = Http1RequestHead.Write(ref buffer, context, pool, backend, record, body is null ? null : context.Request.ContentLength, chunked);
+        var length = Http1RequestHead.Write(ref buffer, incoming, pool, backend, record, body is null ? null : incoming.ContentLength, chunked);
         connection.SendBuffer = buffer;
         if (body is null)
         {

@@ -1,5 +1,4 @@
 using System.IO.Pipelines;
-using Microsoft.AspNetCore.Http;
 
 namespace Fulcrum.Forwarding.Http1;
 
@@ -8,7 +7,7 @@ namespace Fulcrum.Forwarding.Http1;
 /// <see cref="StreamingRequestContent"/> does for the SocketsHttpHandler path, on a pooled
 /// connection. Errors reading from the client are kept apart from errors writing to the backend.
 /// </summary>
-internal sealed class Http1RequestBody(HttpRequest request, ForwardingTimer timer, TimeSpan responseTimeout, RequestBodyBuffer? replay)
+internal sealed class Http1RequestBody(ProxyExchange request, ForwardingTimer timer, TimeSpan responseTimeout, RequestBodyBuffer? replay)
 {
     // Taken now: reading Token from a source disposed meanwhile would throw.
     private readonly CancellationToken _token = timer.Token;

@@ -4,9 +4,6 @@ using System.Text;
 using Fulcrum.Configuration;
 using Fulcrum.Observability;
 using Fulcrum.Runtime;
-using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.Primitives;
 
 namespace Fulcrum.Forwarding.Http1;
 
@@ -19,7 +16,7 @@ namespace Fulcrum.Forwarding.Http1;
 internal static class Http1RequestHead
 {
     /// <summary>Headers the head writes itself, whatever the client sent.</summary>
-    private static bool IsReplaced(string name) =>
+    internal static bool IsReplaced(string name) =>
         name.Length switch
         {
             4 => string.Equals(name, "Host", StringComparison.OrdinalIgnoreCase),
@@ -38,52 +35,20 @@ internal static class Http1RequestHead
     /// fit) and returns its length. A body is framed by <paramref name="contentLength"/> when
     /// known, else <paramref name="chunked"/>; with neither there is no body.
     /// </summary>
-    public static int Write(ref byte[] buffer, HttpContext context, PoolConfig pool, BackendState backend, RequestRecord record, long? contentLength, bool chunked)
+    public static int Write(ref byte[] buffer, ProxyExchange incoming, PoolConfig pool, BackendState backend, RequestRecord record, long? contentLength, bool chunked)
     {
-        var incoming = context.Request;
-        var writer = new Writer(buffer);
+        var writer = new HeadWriter(buffer);
         writer.Latin1(incoming.Method);
         writer.Byte((byte)' ');
-        writer.Latin1(RequestTarget.PathAndQuery(incoming, context.Features.Get<IHttpRequestFeature>()?.RawTarget));
+        writer.Latin1(incoming.UpstreamTarget);
         writer.Ascii(" HTTP/1.1\r\nHost: "u8);
-        writer.Latin1(pool.HostHeader == HostHeaderMode.Preserve && incoming.Host.HasValue ? incoming.Host.Value : backend.Authority);
+        var authority = incoming.Authority;
+        writer.Latin1(pool.HostHeader == HostHeaderMode.Preserve && !string.IsNullOrEmpty(authority) ? authority : backend.Authority);
         writer.Ascii("\r\n"u8);
 
-        var headers = incoming.Headers;
-        var connection = headers.Connection;
-        foreach (var header in headers)
-        {
-            var name = header.Key;
-            if (name.Length == 0 || name[0] == ':' || IsReplaced(name))
-            {
-                continue;
-            }
-            if (HeaderRules.IsHopByHop(name, connection))
-            {
-                if (string.Equals(name, "TE", StringComparison.OrdinalIgnoreCase) && HeaderRules.IsTrailersOnly(header.Value))
-                {
-                    writer.Ascii("TE: trailers\r\n"u8);
-                }
-                continue;
-            }
-            writer.Latin1(name);
-            writer.Ascii(": "u8);
-            // Several values go on one line, as SocketsHttpHandler sends them; cookies (several
-            // crumbs from an HTTP/2 client) are joined with "; " (RFC 9113 §8.2.3).
-            var values = header.Value;
-            var separator = string.Equals(name, "Cookie", StringComparison.OrdinalIgnoreCase) ? "; "u8 : ", "u8;
-            for (var i = 0; i < values.Count; i++)
-            {
-                if (i > 0)
-                {
-                    writer.Ascii(separator);
-                }
-                writer.Latin1(values[i]);
-            }
-            writer.Ascii("\r\n"u8);
-        }
+        incoming.WriteHeaders(ref writer);
 
-        var client = context.Connection.RemoteIpAddress;
+        var client = incoming.RemoteIp;
         if (client is not null)
         {
             if (client.IsIPv4MappedToIPv6)
@@ -91,7 +56,7 @@ internal static class Http1RequestHead
                 client = client.MapToIPv4();
             }
             writer.Ascii("X-Forwarded-For: "u8);
-            var prior = headers["X-Forwarded-For"];
+            var prior = incoming.Header("X-Forwarded-For");
             for (var i = 0; i < prior.Count; i++)
             {
                 writer.Latin1(prior[i]);
@@ -103,10 +68,10 @@ internal static class Http1RequestHead
         writer.Ascii("X-Forwarded-Proto: "u8);
         writer.Latin1(incoming.Scheme);
         writer.Ascii("\r\n"u8);
-        if (incoming.Host.HasValue)
+        if (!string.IsNullOrEmpty(authority))
         {
             writer.Ascii("X-Forwarded-Host: "u8);
-            writer.Latin1(incoming.Host.Value);
+            writer.Latin1(authority);
             writer.Ascii("\r\n"u8);
         }
         writer.Ascii("X-Request-Id: "u8);
@@ -135,53 +100,92 @@ internal static class Http1RequestHead
         return writer.Position;
     }
 
-    /// <summary>Appends to a byte array, growing it (the grown one is kept by the connection).</summary>
-    private ref struct Writer(byte[] buffer)
+    /// <summary>
+    /// The end-to-end headers of a request read into a header dictionary (Kestrel's), each on one
+    /// line: several values as SocketsHttpHandler sends them, cookies (several crumbs from an
+    /// HTTP/2 client) joined with "; " (RFC 9113 §8.2.3).
+    /// </summary>
+    internal static void WriteHeaders(ref HeadWriter writer, Microsoft.AspNetCore.Http.IHeaderDictionary headers)
     {
-        public byte[] Buffer = buffer;
-        public int Position;
-
-        private Span<byte> Room(int count)
+        var connection = headers.Connection;
+        foreach (var header in headers)
         {
-            if (Buffer.Length - Position < count)
+            var name = header.Key;
+            if (name.Length == 0 || name[0] == ':' || IsReplaced(name))
             {
-                Array.Resize(ref Buffer, Math.Max(Buffer.Length * 2, Position + count));
+                continue;
             }
-            return Buffer.AsSpan(Position);
-        }
-
-        public void Byte(byte b)
-        {
-            Room(1)[0] = b;
-            Position++;
-        }
-
-        public void Ascii(ReadOnlySpan<byte> bytes)
-        {
-            bytes.CopyTo(Room(bytes.Length));
-            Position += bytes.Length;
-        }
-
-        /// <summary>Each character as one byte, as Kestrel read it (values are Latin-1 both ways).</summary>
-        public void Latin1(string? text)
-        {
-            if (string.IsNullOrEmpty(text))
+            if (HeaderRules.IsHopByHop(name, connection))
             {
-                return;
+                if (string.Equals(name, "TE", StringComparison.OrdinalIgnoreCase) && HeaderRules.IsTrailersOnly(header.Value))
+                {
+                    writer.Ascii("TE: trailers\r\n"u8);
+                }
+                continue;
             }
-            Position += Encoding.Latin1.GetBytes(text, Room(text.Length));
+            writer.Latin1(name);
+            writer.Ascii(": "u8);
+            var values = header.Value;
+            var separator = string.Equals(name, "Cookie", StringComparison.OrdinalIgnoreCase) ? "; "u8 : ", "u8;
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (i > 0)
+                {
+                    writer.Ascii(separator);
+                }
+                writer.Latin1(values[i]);
+            }
+            writer.Ascii("\r\n"u8);
         }
+    }
+}
 
-        public void Number(long value)
-        {
-            value.TryFormat(Room(20), out var written, default, CultureInfo.InvariantCulture);
-            Position += written;
-        }
+/// <summary>Appends to a byte array, growing it (the grown one is kept by the connection).</summary>
+internal ref struct HeadWriter(byte[] buffer)
+{
+    public byte[] Buffer = buffer;
+    public int Position;
 
-        public void Address(IPAddress address)
+    private Span<byte> Room(int count)
+    {
+        if (Buffer.Length - Position < count)
         {
-            address.TryFormat(Room(64), out var written);
-            Position += written;
+            Array.Resize(ref Buffer, Math.Max(Buffer.Length * 2, Position + count));
         }
+        return Buffer.AsSpan(Position);
+    }
+
+    public void Byte(byte b)
+    {
+        Room(1)[0] = b;
+        Position++;
+    }
+
+    public void Ascii(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(Room(bytes.Length));
+        Position += bytes.Length;
+    }
+
+    /// <summary>Each character as one byte, as Kestrel read it (values are Latin-1 both ways).</summary>
+    public void Latin1(string? text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return;
+        }
+        Position += Encoding.Latin1.GetBytes(text, Room(text.Length));
+    }
+
+    public void Number(long value)
+    {
+        value.TryFormat(Room(20), out var written, default, CultureInfo.InvariantCulture);
+        Position += written;
+    }
+
+    public void Address(IPAddress address)
+    {
+        address.TryFormat(Room(64), out var written);
+        Position += written;
     }
 }
