@@ -21,7 +21,7 @@ public static partial class ConfigLoader
     private static readonly string[] TracingKeys = ["otlp_endpoint"];
     private static readonly string[] MetricsKeys = ["enabled"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
-    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "max_connections", "limits", "timeouts"];
+    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "server", "max_connections", "limits", "timeouts"];
     private static readonly string[] ListenerLimitKeys = ["request_line", "headers", "header_count", "max_requests_per_connection"];
     private static readonly string[] ListenerTimeoutKeys = ["request_header", "keep_alive"];
     private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
@@ -41,6 +41,7 @@ public static partial class ConfigLoader
     private static readonly string[] AdminKeys = ["address", "token_file"];
     private static readonly string[] AccessLogKeys = ["enabled", "path", "format"];
     private static readonly string[] Protocols = [ListenerConfig.HttpProtocol, ListenerConfig.H2cProtocol];
+    private static readonly string[] Servers = [ListenerConfig.FulcrumServer, ListenerConfig.KestrelServer];
     private static readonly string[] HostHeaderModes = ["preserve", "backend"];
     private static readonly string[] AccessLogFormats = [AccessLogConfig.JsonFormat, AccessLogConfig.CombinedFormat];
 
@@ -182,6 +183,7 @@ public static partial class ConfigLoader
         var name = map.String("name", required: true);
         var address = map.Address("address", required: true, allowPortZero: true);
         var protocol = map.OneOf("protocol", Protocols) ?? ListenerConfig.HttpProtocol;
+        var server = map.OneOf("server", Servers) ?? ListenerConfig.FulcrumServer;
         if (name is null || address is null)
         {
             return null;
@@ -192,6 +194,7 @@ public static partial class ConfigLoader
         var listener = new ListenerConfig(name, address, protocol)
         {
             MaxConnections = map.Int("max_connections", 1, 10_000_000),
+            Server = server,
             Limits = limits is null ? defaults : new ListenerLimits(
                 (int)(limits.Size("request_line", 256, 1 << 20) ?? defaults.RequestLine),
                 (int)(limits.Size("headers", 1024, 16 << 20) ?? defaults.Headers),

@@ -12,6 +12,18 @@ public sealed record ListenerConfig(string Name, HostPort Address, string Protoc
     /// <summary>How long a client may take to send a request head, and may keep an idle connection.</summary>
     public ListenerTimeouts Timeouts { get; init; } = ListenerTimeouts.Default;
 
+    /// <summary>
+    /// Who serves HTTP/1.1 on this listener: <see cref="FulcrumServer"/> (Fulcrum's own front end,
+    /// the default) or <see cref="KestrelServer"/> (Kestrel's HTTP/1.1, to go back or to compare).
+    /// Read per connection, so a reload switches the connections that open after it. An h2c
+    /// listener is always Kestrel's HTTP/2.
+    /// </summary>
+    public string Server { get; init; } = FulcrumServer;
+
+    public const string FulcrumServer = "fulcrum";
+
+    public const string KestrelServer = "kestrel";
+
     /// <summary>HTTP/1.1 in cleartext.</summary>
     public const string HttpProtocol = "http";
 

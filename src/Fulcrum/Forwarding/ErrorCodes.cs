@@ -28,6 +28,7 @@ public static class ErrorCodes
         FulcrumError.TooManyConnections => "too_many_connections",
         FulcrumError.RequestLineTooLong => "request_line_too_long",
         FulcrumError.HeadersTooLarge => "headers_too_large",
+        FulcrumError.RequestHeaderTimeout => "request_header_timeout",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
 
@@ -57,6 +58,7 @@ public static class ErrorCodes
         FulcrumError.TooManyConnections => 503,
         FulcrumError.RequestLineTooLong => 414,
         FulcrumError.HeadersTooLarge => 431,
+        FulcrumError.RequestHeaderTimeout => 408,
         _ => 500,
     };
 

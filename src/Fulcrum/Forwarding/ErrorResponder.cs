@@ -85,6 +85,7 @@ internal static class ErrorResponder
         FulcrumError.BadRequest => "The request is malformed and was refused before reaching any backend; fix the client.",
         FulcrumError.RequestLineTooLong => "The request line is longer than the listener allows (listeners[].limits.request_line): shorten the URL, or raise the limit.",
         FulcrumError.HeadersTooLarge => "The request headers are larger or more numerous than the listener allows (listeners[].limits.headers and header_count): look for oversized cookies, or raise the limits.",
+        FulcrumError.RequestHeaderTimeout => "The client took longer than listeners[].timeouts.request_header to send its request head: a slow or stalled client (or a slowloris), or raise the timeout.",
         FulcrumError.TooManyConnections => "The listener has its max_connections open: raise listeners[].max_connections, add Fulcrum nodes, or find the clients that hold connections open.",
         _ => "",
     };
@@ -103,15 +104,17 @@ internal static class ErrorResponder
 
     /// <summary>
     /// The whole answer to a connection refused before any request was read (a listener at its
-    /// <c>max_connections</c>): an HTTP/1.1 response with the code and a sentence, then a close.
+    /// <c>max_connections</c>), or to a request head Fulcrum's front end refused: an HTTP/1.1
+    /// response with the code and a sentence, then a close. <paramref name="retryAfter"/>: the
+    /// refusal is about load, and the client may come back in a second.
     /// </summary>
-    internal static byte[] ConnectionRefusal(FulcrumError error, string message)
+    internal static byte[] ConnectionRefusal(FulcrumError error, string message, bool retryAfter = true)
     {
         var status = ErrorCodes.Status(error);
         var code = ErrorCodes.Code(error);
         var body = $"{status} {ReasonPhrases.GetReasonPhrase(status)}: {code}\n{message}\n{Hint(error)}\n";
         return Encoding.ASCII.GetBytes(string.Create(CultureInfo.InvariantCulture,
-            $"HTTP/1.1 {status} {ReasonPhrases.GetReasonPhrase(status)}\r\n{HeaderRules.ErrorHeader}: {code}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body.Length}\r\nConnection: close\r\nRetry-After: 1\r\nDate: {DateTimeOffset.UtcNow:R}\r\n\r\n{body}"));
+            $"HTTP/1.1 {status} {ReasonPhrases.GetReasonPhrase(status)}\r\n{HeaderRules.ErrorHeader}: {code}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {body.Length}\r\nConnection: close\r\n{(retryAfter ? "Retry-After: 1\r\n" : "")}Date: {DateTimeOffset.UtcNow:R}\r\n\r\n{body}"));
     }
 
     private static string Text(int status, string code, string message, string hint, RequestRecord record, IReadOnlyList<BackendReport> backends)

@@ -26,4 +26,7 @@ public enum FulcrumError
     TooManyConnections,
     RequestLineTooLong,
     HeadersTooLarge,
+
+    /// <summary>The request head did not arrive within listeners[].timeouts.request_header (408).</summary>
+    RequestHeaderTimeout,
 }

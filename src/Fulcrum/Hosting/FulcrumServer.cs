@@ -42,12 +42,12 @@ public sealed partial class FulcrumServer : IAsyncDisposable
     private readonly ListenOptions? _adminListen;
     private readonly AccessLog _accessLog;
     private readonly FulcrumServerOptions _options;
-    private readonly RequestDelegate _pipeline;
+    private readonly RequestPipeline _pipeline;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _log;
     private int _stopped;
 
-    private FulcrumServer(Dictionary<string, ListenerHost> listeners, WebApplication? admin, ListenOptions? adminListen, FulcrumRuntime runtime, AccessLog accessLog, FulcrumServerOptions options, RequestDelegate pipeline, ILoggerFactory loggers)
+    private FulcrumServer(Dictionary<string, ListenerHost> listeners, WebApplication? admin, ListenOptions? adminListen, FulcrumRuntime runtime, AccessLog accessLog, FulcrumServerOptions options, RequestPipeline pipeline, ILoggerFactory loggers)
     {
         _listeners = listeners;
         _admin = admin;
@@ -155,7 +155,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             }));
         }
 
-        var server = new FulcrumServer(new Dictionary<string, ListenerHost>(StringComparer.Ordinal), admin, adminListen, runtime, accessLog, options, pipeline.InvokeAsync, loggers)
+        var server = new FulcrumServer(new Dictionary<string, ListenerHost>(StringComparer.Ordinal), admin, adminListen, runtime, accessLog, options, pipeline, loggers)
         {
             Metrics = metrics,
             _exporter = exporter,

@@ -47,7 +47,7 @@ internal sealed class ListenerHost : IAsyncDisposable
     /// Builds the listener's server and binds it. Throws <see cref="IOException"/> (naming the
     /// listener and address) when the address cannot be bound.
     /// </summary>
-    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestDelegate pipeline, Func<FulcrumMetrics?> metrics, SummarisedLog protocolErrors, SummarisedLog connectionErrors, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
+    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestPipeline pipeline, Func<FulcrumMetrics?> metrics, SummarisedLog protocolErrors, SummarisedLog connectionErrors, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         ListenerHost? host = null;
         ListenOptions? listenOptions = null;
@@ -87,10 +87,18 @@ internal sealed class ListenerHost : IAsyncDisposable
                     Interlocked.Decrement(ref host._open);
                 }
             });
+            if (config.Protocol == ListenerConfig.HttpProtocol)
+            {
+                // Fulcrum's own HTTP/1.1 (unless listeners[].server is kestrel, read per
+                // connection so a reload switches new connections); what it does not serve
+                // itself goes on to Kestrel's HTTP/1.1 below it on the same connection.
+                var frontend = new Frontend.Http1Frontend(pipeline.RunAsync, () => host!.Config, protocolErrors);
+                l.Use(next => connection => frontend.RunAsync(connection, next));
+            }
             listenOptions = l;
         }));
         host = new ListenerHost(config, app) { _options = listenOptions, StartedWith = config };
-        app.Run(CountedWhenLimited(host, pipeline));
+        app.Run(CountedWhenLimited(host, pipeline.InvokeAsync));
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -12,40 +12,39 @@ public class MalformedRequestTests
     // framing would have been trusted after an ambiguity.
     private const string Smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
 
-    public static TheoryData<string, string> Cases => new()
+    public static TheoryData<string, string, int> Cases => new()
     {
-        { "both Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" },
-        { "Transfer-Encoding before Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\n" },
-        { "Transfer-Encoding twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" },
-        { "Transfer-Encoding: chunked, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n" },
-        { "Transfer-Encoding: xchunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" },
-        { "Transfer-Encoding: chunked with a control character", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n" },
-        { "Transfer-Encoding with a space before the colon", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" },
-        { "Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" },
-        { "two different Content-Lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 10\r\n\r\nabc" },
-        { "Content-Length: 3, 3", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc" },
-        { "Content-Length not a number", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3a\r\n\r\nabc" },
-        { "Content-Length overflowing 64 bits", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\nabc" },
-        { "control character in a header value", "GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\u0001b\r\n\r\n" },
-        { "NUL in a header name", "GET / HTTP/1.1\r\nHost: x\r\nX-B\0ad: ab\r\n\r\n" },
-        { "bare LF inside a header value", "GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\nContent-Length: 5\r\n\r\n" },
-        { "obsolete line folding", "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n" },
-        { "no Host header", "GET / HTTP/1.1\r\n\r\n" },
-        { "two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" },
-        { "a space inside the request target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n" },
-        { "a bad method", "GE\u0001T / HTTP/1.1\r\nHost: x\r\n\r\n" },
-        { "bare LF ending a header line", "GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n" },
-        { "garbage request line", "HELLO\r\n\r\n" },
+        { "both Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
+        { "Transfer-Encoding before Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 6\r\n\r\n0\r\n\r\n", 400 },
+        { "Transfer-Encoding twice", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
+        { "Transfer-Encoding: chunked, chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 400 },
+        { "Transfer-Encoding: xchunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 501 },
+        { "Transfer-Encoding: chunked with a control character", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n", 400 },
+        { "Transfer-Encoding with a space before the colon", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400 },
+        { "Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400 },
+        { "two different Content-Lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 10\r\n\r\nabc", 400 },
+        { "Content-Length not a number", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3a\r\n\r\nabc", 400 },
+        { "Content-Length overflowing 64 bits", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\nabc", 400 },
+        { "control character in a header value", "GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\u0001b\r\n\r\n", 400 },
+        { "NUL in a header name", "GET / HTTP/1.1\r\nHost: x\r\nX-B\0ad: ab\r\n\r\n", 400 },
+        { "bare LF inside a header value", "GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\nContent-Length: 5\r\n\r\n", 400 },
+        { "obsolete line folding", "GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", 400 },
+        { "no Host header", "GET / HTTP/1.1\r\n\r\n", 400 },
+        { "two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400 },
+        { "a space inside the request target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+        { "a bad method", "GE\u0001T / HTTP/1.1\r\nHost: x\r\n\r\n", 400 },
+        { "bare LF ending a header line", "GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400 },
+        { "garbage request line", "HELLO\r\n\r\n", 400 },
     };
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public async Task MalformedRequest_Gets400_ConnectionClosed_BackendUntouched(string what, string request)
+    public async Task MalformedRequest_Gets400_ConnectionClosed_BackendUntouched(string what, string request, int status)
     {
         await using var backend = await TestBackend.StartAsync();
         await using var proxy = await TestProxy.StartAsync("round_robin", backend);
         var response = await RawHttp.SendAsync(proxy.EndPoint, request + Smuggled, idleMs: 3000);
-        Assert.True(response.Status == 400, $"{what}: expected 400, got:\n{response.Text}");
+        Assert.True(response.Status == status, $"{what}: expected {status}, got:\n{response.Text}");
         Assert.True(response.Closed, $"{what}: the connection was left open");
         Assert.DoesNotContain("HTTP/1.1 200", response.Text, StringComparison.Ordinal);
         Assert.Equal(0, backend.Count);
@@ -113,6 +112,22 @@ public class MalformedRequestTests
         Assert.Equal("unsupported_transfer_encoding", response.Header("Fulcrum-Error"));
         Assert.True(response.Closed);
         Assert.Equal(0, backend.Count);
+    }
+
+    /// <summary>
+    /// A Content-Length list whose values are all the same is that one length (RFC 9110 §8.6
+    /// allows it, and issue 21 asks for it): the body is read as 3 bytes, and the request after it
+    /// is a request of its own, not smuggled.
+    /// </summary>
+    [Fact]
+    public async Task IdenticalContentLengthList_IsOneLength()
+    {
+        await using var backend = await TestBackend.StartAsync("b", async c => await Microsoft.AspNetCore.Http.HttpResponseWritingExtensions.WriteAsync(c.Response, c.Request.Path + ":" + await new StreamReader(c.Request.Body).ReadToEndAsync()));
+        await using var proxy = await TestProxy.StartAsync("round_robin", backend);
+        var response = await RawHttp.SendAsync(proxy.EndPoint, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", idleMs: 1000);
+        Assert.Contains("/a:abc", response.Text, StringComparison.Ordinal);
+        Assert.Contains("/b:", response.Text, StringComparison.Ordinal);
+        Assert.Equal(["/a", "/b"], backend.Seen.Select(s => s.PathAndQuery).ToArray());
     }
 
     [Fact]
