@@ -90,8 +90,8 @@ var total = tally.Values.Sum(t => t.Passed);
 Console.WriteLine($"conformance: {total} passed, {failures.Count} failed");
 return failures.Count == 0 ? 0 : 1;
 
-// How RFC 9112 §6.3 frames the case: exactly one "Transfer-Encoding: chunked", else exactly one
-// plain Content-Length, else no body. Cases outside those shapes get no body and are expected to
+// How RFC 9112 §6.3 frames the case: exactly one "Transfer-Encoding: chunked", else one plain
+// Content-Length (repeated identically or not), else no body. Cases outside those shapes get no body and are expected to
 // be refused; if Fulcrum forwards one anyway, the follow-up request shows whether it agreed.
 static (byte[] Body, string Framing) ExpectedBody(CorpusCase c)
 {
@@ -101,7 +101,9 @@ static (byte[] Body, string Framing) ExpectedBody(CorpusCase c)
     {
         return ("hello"u8.ToArray(), "chunked");
     }
-    if (te.Count == 0 && cl.Count == 1 && int.TryParse(cl[0].Value.Trim(' ', '\t'), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= 16_000_000)
+    // The same length on several lines is that one length (RFC 9110 §8.6, issue 21).
+    if (te.Count == 0 && cl.Count >= 1 && cl.All(h => h.Value.Trim(' ', '\t') == cl[0].Value.Trim(' ', '\t'))
+        && int.TryParse(cl[0].Value.Trim(' ', '\t'), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= 16_000_000)
     {
         return (Enumerable.Repeat((byte)'a', n).ToArray(), "content-length");
     }

@@ -34,9 +34,10 @@ internal readonly record struct Refusal(FulcrumError Error, string Message);
 /// control character but HTAB; a line folded onto the previous (obs-fold) is refused; past
 /// <see cref="FrontendLimits.Headers"/> bytes or <see cref="FrontendLimits.HeaderCount"/> lines a 431.</item>
 /// <item>Framing: exactly one Host in HTTP/1.1, at most one in HTTP/1.0, holding only authority
-/// characters; Content-Length digits only, repeated (as a list or as headers) only when every
-/// value is the same; Transfer-Encoding only as a single <c>chunked</c> (another coding 501,
-/// <c>chunked</c> twice 400), never in HTTP/1.0, never with Content-Length.</item>
+/// characters; Content-Length digits only, never a list in one field, repeated as fields only
+/// when every value is the same text; Transfer-Encoding only as a single <c>chunked</c> (another
+/// registered coding 501, anything else or <c>chunked</c> twice 400), never in HTTP/1.0, never
+/// with Content-Length.</item>
 /// </list>
 /// Parsing takes one contiguous span holding the head, records slices into it, and allocates only
 /// to word a refusal.
@@ -257,22 +258,28 @@ internal static class RequestHeadParser
             }
             else if (Is(name, "content-length"u8))
             {
-                foreach (var range in value.Split((byte)','))
+                var element = Trim(value);
+                if (element.IndexOf((byte)',') >= 0)
                 {
-                    var element = Trim(value[range]);
-                    if (!Digits(element, out var n))
-                    {
-                        return Fail(out refusal, FulcrumError.BadRequest, "the Content-Length is not a number of digits only");
-                    }
-                    // Repeats must be the same text, not merely the same number ("03, 3" is
-                    // refused): whoever reads the list after Fulcrum cannot read it otherwise.
-                    if (lengths++ > 0 && !element.SequenceEqual(firstLength))
-                    {
-                        return Fail(out refusal, FulcrumError.BadRequest, "the request has Content-Length values that disagree");
-                    }
-                    firstLength = element;
-                    length = n;
+                    // RFC 9110 §8.6 would allow "5, 5"; the desync corpus counts a list in one
+                    // field as severe (a server behind may take the first or the last), so it is
+                    // refused, while the same length on two lines is one length.
+                    return Fail(out refusal, FulcrumError.BadRequest, element.IndexOfAnyExcept("0123456789, \t"u8) < 0 && !AllSame(element)
+                        ? "the request has Content-Length values that disagree"
+                        : "the Content-Length is a list, not one number");
                 }
+                if (!Digits(element, out var n))
+                {
+                    return Fail(out refusal, FulcrumError.BadRequest, "the Content-Length is not a number of digits only");
+                }
+                // Repeats must be the same text, not merely the same number ("03" and "3" are
+                // refused): whoever reads them after Fulcrum cannot read them otherwise.
+                if (lengths++ > 0 && !element.SequenceEqual(firstLength))
+                {
+                    return Fail(out refusal, FulcrumError.BadRequest, "the request has Content-Length values that disagree");
+                }
+                firstLength = element;
+                length = n;
             }
             else if (Is(name, "transfer-encoding"u8))
             {
@@ -288,9 +295,16 @@ internal static class RequestHeadParser
                     {
                         chunked++;
                     }
-                    else
+                    else if (IsRegisteredCoding(coding))
                     {
                         unknownCoding = true;
+                    }
+                    else
+                    {
+                        // Not a transfer coding at all ("xchunked", "chunked" with a NBSP or a
+                        // parameter): a server behind could take it for chunked. 501 is for a real
+                        // coding Fulcrum does not implement.
+                        return Fail(out refusal, FulcrumError.BadRequest, "the Transfer-Encoding is not a registered transfer coding");
                     }
                 }
             }
@@ -366,6 +380,29 @@ internal static class RequestHeadParser
                 return false;
             }
             value = (value * 10) + (b - '0');
+        }
+        return true;
+    }
+
+    /// <summary>The transfer codings of the IANA registry but chunked (RFC 9112 §7): known, not implemented here (501).</summary>
+    private static bool IsRegisteredCoding(ReadOnlySpan<byte> coding) =>
+        Is(coding, "gzip"u8) || Is(coding, "x-gzip"u8) || Is(coding, "deflate"u8) || Is(coding, "compress"u8)
+        || Is(coding, "x-compress"u8) || Is(coding, "identity"u8) || Is(coding, "trailers"u8);
+
+    /// <summary>Whether every element of a comma list is the same text.</summary>
+    private static bool AllSame(ReadOnlySpan<byte> list)
+    {
+        ReadOnlySpan<byte> first = default;
+        var any = false;
+        foreach (var range in list.Split((byte)','))
+        {
+            var element = Trim(list[range]);
+            if (any && !element.SequenceEqual(first))
+            {
+                return false;
+            }
+            first = element;
+            any = true;
         }
         return true;
     }

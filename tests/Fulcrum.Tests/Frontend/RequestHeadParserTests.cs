@@ -46,7 +46,7 @@ public sealed class RequestHeadParserTests
 
     [Theory]
     [InlineData("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n", "Length", 12)]
-    [InlineData("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 12, 12\r\nContent-Length: 12\r\n\r\n", "Length", 12)]
+    [InlineData("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nContent-Length: 12\r\n\r\n", "Length", 12)]
     [InlineData("POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", "Chunked", 0)]
     [InlineData("POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", "Length", 0)]
     public void Framing_is_decided_from_the_head(string text, string framing, long length)
@@ -107,6 +107,12 @@ public sealed class RequestHeadParserTests
     [InlineData("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", "digits only")]
     [InlineData("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", "disagree")]
     [InlineData("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "disagree")]
+    [InlineData("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", "is a list")]
+    [InlineData("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000,1000\r\n\r\n", "is a list")]
+    [InlineData("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n", "disagree")]
+    [InlineData("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", "not a registered")]
+    [InlineData("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\u00a0\r\n\r\n", "not a registered")]
+    [InlineData("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;ext=1\r\n\r\n", "not a registered")]
     [InlineData("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "both Transfer-Encoding and Content-Length")]
     [InlineData("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", "more than once")]
     [InlineData("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "more than once")]
