@@ -18,6 +18,9 @@
 #                                      ALT_ENV="DOTNET_gcServer=0": adds target fulcrum-alt, the plain
 #                                      Fulcrum run with those environment variables, to compare a
 #                                      runtime setting against the default in the same run;
+#                                      ALT_LISTENER="server: kestrel": the same, for a fulcrum-alt
+#                                      whose listener has those keys (Kestrel's HTTP/1.1 against
+#                                      Fulcrum's own front end, say);
 #                                      ALT_PUBLISH="-p:PublishReadyToRun=true -r linux-x64": the
 #                                      same, for a fulcrum-alt published with those options;
 #                                      CEILING=1: adds target "ceiling", bench/Fulcrum.Bench.Ceiling,
@@ -140,8 +143,8 @@ start_fulcrum() {
 start_fulcrum fulcrum
 start_fulcrum fulcrum-observed
 alt_pid=""
-if [ -n "${ALT_ENV:-}${ALT_PUBLISH:-}" ]; then
-  sed "s/127.0.0.1:$P_FULCRUM/127.0.0.1:$P_ALT/" "$work/fulcrum.yaml" >"$work/fulcrum-alt.yaml"
+if [ -n "${ALT_ENV:-}${ALT_PUBLISH:-}${ALT_LISTENER:-}" ]; then
+  sed "s/127.0.0.1:$P_FULCRUM }/127.0.0.1:$P_ALT${ALT_LISTENER:+, $ALT_LISTENER} }/" "$work/fulcrum.yaml" >"$work/fulcrum-alt.yaml"
   start_fulcrum fulcrum-alt; alt_pid=${pid_of[fulcrum-alt]}
 fi
 
@@ -243,9 +246,9 @@ echo "## $(date -u '+%Y-%m-%d %H:%M') UTC, recorded by bench/run.sh"
 echo
 [ -n "${NOTE:-}" ] && { echo "$NOTE"; echo; }
 echo "$(nproc) cores, $PINNED; wrk -t1, $DURATION x $ROUNDS interleaved rounds$([ "$SLICES" -gt 1 ] && echo " of $SLICES alternating slices") (medians)$([ "${FRESH:-0}" = 1 ] && echo ", each Fulcrum round a fresh process warmed $WARM"); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' plus uncommitted changes')."
-echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_PUBLISH CEILING FRESH WARM SLICES; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
+echo "Command: \`$(for v in ROUNDS DURATION CONNECTIONS PIN TARGETS ALT_ENV ALT_LISTENER ALT_PUBLISH CEILING FRESH WARM SLICES; do [ -n "${!v:-}" ] && printf '%s="%s" ' "$v" "${!v}"; done)bench/run.sh\`."
 echo
-ALT="${ALT_ENV:-} ${ALT_PUBLISH:-}" python3 - "$results" <<'PY'
+ALT="${ALT_ENV:-} ${ALT_LISTENER:-} ${ALT_PUBLISH:-}" python3 - "$results" <<'PY'
 import math, os, sys, statistics
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}

@@ -21,7 +21,7 @@ internal sealed class FrontendBody(PipeReader input) : PipeReader
     private RequestFraming _framing;
     private long _left;
     private ChunkedDecoder _decoder = new();
-    private byte[] _decoded = new byte[8 * 1024];
+    private byte[] _decoded = [];
     private int _decodedStart;
     private int _decodedEnd;
     private byte[]? _scratch;
@@ -185,7 +185,8 @@ internal sealed class FrontendBody(PipeReader input) : PipeReader
                 case ChunkResult.Data:
                     if (_decoded.Length < data.Length)
                     {
-                        _decoded = new byte[Math.Max(data.Length, _decoded.Length * 2)];
+                        // Made on the first chunked body a connection carries, not for every connection.
+                        _decoded = new byte[Math.Max(data.Length, Math.Max(8 * 1024, _decoded.Length * 2))];
                     }
                     data.Of(span).CopyTo(_decoded);
                     _decodedStart = 0;

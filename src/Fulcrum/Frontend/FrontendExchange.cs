@@ -33,7 +33,8 @@ internal sealed class FrontendExchange : ProxyExchange
     private readonly PipeWriter _output;
     private readonly IPAddress? _remote;
 
-    private byte[] _head = new byte[4 * 1024];
+    // The head's bytes while its request runs, rented: an idle connection holds none.
+    private byte[] _head = [];
     private readonly RequestHead _parsed = new();
 
     private readonly CachedText _method = new();
@@ -84,7 +85,8 @@ internal sealed class FrontendExchange : ProxyExchange
     {
         if (_head.Length < length)
         {
-            _head = new byte[Math.Max(length, _head.Length * 2)];
+            Release();
+            _head = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1024));
         }
         source[..length].CopyTo(_head);
         var head = _head.AsSpan(0, length);
@@ -436,6 +438,16 @@ internal sealed class FrontendExchange : ProxyExchange
         // The loop reads away what is left of the body before it closes the connection.
         Closing = true;
         return default;
+    }
+
+    /// <summary>Gives the head's buffer back between requests (the strings made from it stay).</summary>
+    public void Release()
+    {
+        if (_head.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_head);
+            _head = [];
+        }
     }
 
     /// <summary>

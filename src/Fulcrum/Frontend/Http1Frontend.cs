@@ -74,6 +74,7 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
         {
             while (!exchange.CloseRequested)
             {
+                exchange.Release();
                 // Waiting for a request: keep_alive; once its first byte came: request_header.
                 timer.Arm(config.Timeouts.KeepAlive);
                 var begun = false;
@@ -181,6 +182,10 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
         {
             // The client went away, or the connection was cut: nothing is left to answer.
             return false;
+        }
+        finally
+        {
+            exchange.Release();
         }
         return false;
     }
