@@ -13,6 +13,12 @@ using Microsoft.Extensions.Logging;
 // Usage: PORT BACKEND1 BACKEND2 [CONNECTIONS] [SECONDS] [off]
 // With FULCRUM_ALLOC_TYPES=1 it also prints which types the bytes went to, sampled from the
 // runtime's AllocationTick events (one per ~100 KB allocated, naming the type that crossed it).
+// As the fulcrum command runs: socket completions inline on the socket engine's thread (the CLI
+// sets this before any socket opens; the runtime reads it once).
+if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
+{
+    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+}
 var port = int.Parse(args[0], CultureInfo.InvariantCulture);
 var backends = $"{args[1]}, {args[2]}";
 var connections = args.Length > 3 ? args[3] : "64";
@@ -40,11 +46,13 @@ await using (var server = await FulcrumServer.StartAsync(config.Config!, new Ful
     var gen2 = GC.CollectionCount(2);
     using var sampler = Environment.GetEnvironmentVariable("FULCRUM_ALLOC_TYPES") == "1" ? new AllocationSampler() : null;
     var before = GC.GetTotalAllocatedBytes(precise: true);
+    var workItems = ThreadPool.CompletedWorkItemCount;
     var requests = Wrk(connections, seconds, port);
     var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+    workItems = ThreadPool.CompletedWorkItemCount - workItems;
     sampler?.Print(requests);
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"alloc: {(observed ? "metrics + access log on" : "metrics + access log off")}, {connections} connections, {requests:N0} requests: {allocated / (double)requests:N0} bytes per request; GCs gen0 {GC.CollectionCount(0) - gen0}, gen1 {GC.CollectionCount(1) - gen1}, gen2 {GC.CollectionCount(2) - gen2}"));
+        $"alloc: {(observed ? "metrics + access log on" : "metrics + access log off")}, {connections} connections, {requests:N0} requests: {allocated / (double)requests:N0} bytes per request; {workItems / (double)requests:N2} thread-pool work items per request; GCs gen0 {GC.CollectionCount(0) - gen0}, gen1 {GC.CollectionCount(1) - gen1}, gen2 {GC.CollectionCount(2) - gen2}"));
 }
 dir.Delete(recursive: true);
 return 0;

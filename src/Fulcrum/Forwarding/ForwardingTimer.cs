@@ -27,20 +27,39 @@ internal sealed class ForwardingTimer : IDisposable
     private static readonly ObjectPool<CancellationTokenSource> Sources =
         new DefaultObjectPool<CancellationTokenSource>(new SourcePolicy(), 4096);
 
-    private readonly CancellationTokenSource _source = Sources.Get();
-    private readonly CancellationToken _token;
-    private readonly CancellationToken _clientAborted;
-    private readonly CancellationTokenRegistration _registration;
-    private readonly TimeSpan _idle;
+    private CancellationTokenSource _source;
+    private CancellationToken _token;
+    private CancellationToken _clientAborted;
+    private CancellationTokenRegistration _registration;
+    private TimeSpan _idle;
     private bool _disposed;
     private bool _firedAtDispose;
 
     public ForwardingTimer(CancellationToken clientAborted, TimeSpan idle)
     {
+        _source = Sources.Get();
         _token = _source.Token;
         _clientAborted = clientAborted;
         _idle = idle;
         _registration = clientAborted.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _source);
+    }
+
+    /// <summary>
+    /// Makes a disposed timer a new request's, as if just constructed. Only for a timer nothing
+    /// refers to any more: its exchange sent the whole body, so no sender is left to arm it.
+    /// </summary>
+    public ForwardingTimer Reset(CancellationToken clientAborted, TimeSpan idle)
+    {
+        _source = Sources.Get();
+        _token = _source.Token;
+        _clientAborted = clientAborted;
+        _idle = idle;
+        _disposed = _firedAtDispose = false;
+        AwaitingResponse = false;
+        Armed = default;
+        WaitingOn = WaitingOn.Backend;
+        _registration = clientAborted.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _source);
+        return this;
     }
 
     /// <summary>Taken at the start: it stays valid (and cancelled, if it fired) after disposal.</summary>

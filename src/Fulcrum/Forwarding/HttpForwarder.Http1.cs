@@ -29,7 +29,7 @@ internal sealed partial class HttpForwarder
     private async ValueTask<ForwardResult> SendPooledAsync(ProxyExchange incoming, RouteState route, BackendState backend, RequestRecord record, AttemptOptions options)
     {
         var timeouts = route.Timeouts;
-        var timer = new ForwardingTimer(incoming.Aborted, timeouts.Idle);
+        var timer = incoming.NewTimer(timeouts.Idle);
         // A body goes upstream when the client sent one (Content-Length or chunked), and an
         // explicit "Content-Length: 0" is kept rather than dropped.
         var body = incoming.CanHaveBody || incoming.ContentLength == 0 ? new Http1RequestBody(incoming, timer, options.ResponseTimeout, options.Replay) : null;
@@ -43,7 +43,7 @@ internal sealed partial class HttpForwarder
         var fresh = false;
         while (true)
         {
-            exchange = new Http1Exchange(timer);
+            exchange = incoming.TakeUpstream()?.Reset(timer) ?? new Http1Exchange(timer);
             try
             {
                 await exchange.OpenAsync(backend.Connections, poolConfig.Limits.MaxConnections, timeouts.Connect, fresh).ConfigureAwait(false);
@@ -95,21 +95,34 @@ internal sealed partial class HttpForwarder
                 Held = new HeldResponse(exchange, timer),
             };
         }
+        ForwardResult relayed;
         using (timer)
-        using (exchange)
         {
-            timer.ResponseReceived();
-            var result = await RelayPooledAsync(incoming, exchange, timer, record).ConfigureAwait(false);
-            if (result.Succeeded && !exchange.BodySent)
+            try
             {
-                // The backend answered before it had the whole body: the client is still sending
-                // it, and gets to finish (under the idle timeout) rather than have its upload cut.
-                await exchange.FinishSendingAsync().ConfigureAwait(false);
+                timer.ResponseReceived();
+                relayed = await RelayPooledAsync(incoming, exchange, timer, record).ConfigureAwait(false);
+                if (relayed.Succeeded && !exchange.BodySent)
+                {
+                    // The backend answered before it had the whole body: the client is still sending
+                    // it, and gets to finish (under the idle timeout) rather than have its upload cut.
+                    await exchange.FinishSendingAsync().ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                exchange.Dispose();
             }
             // Bytes the body sent while the response was relayed (an early answer) count too.
             record.BytesIn += (body?.BytesSent ?? 0) - sentAtHead;
-            return result with { RequestBodyStarted = bodyStarted };
         }
+        if (exchange.BodySent)
+        {
+            // Nothing refers to it any more (a body still sending would): the next request on
+            // this client connection may use it.
+            incoming.KeepUpstream(exchange, timer);
+        }
+        return relayed with { RequestBodyStarted = bodyStarted };
     }
 
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
@@ -138,7 +151,7 @@ internal sealed partial class HttpForwarder
                 return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend sent an invalid response header: {name}: {value}", status, false, false);
             }
         }
-        outgoing.SetHeader(HeaderRules.RequestIdHeader, record.RequestId);
+        outgoing.SetRequestIdHeader(record);
         if (response.Framing is BodyFraming.Chunked or BodyFraming.UntilClose)
         {
             // Streaming: send the headers now rather than with the first chunk of body, so a

@@ -59,6 +59,43 @@ internal abstract class ProxyExchange : IRequestHeaders
     /// </summary>
     internal abstract void WriteHeaders(ref Http1.HeadWriter writer);
 
+    /// <summary>The record of a new request on this exchange: a new one, or one the front end keeps per connection.</summary>
+    /// <param name="requestId">The client's id; null: a new one.</param>
+    internal virtual Observability.RequestRecord NewRecord(string? requestId) => new(requestId);
+
+    /// <summary>Sets the response's X-Request-Id to the request's id.</summary>
+    internal virtual void SetRequestIdHeader(Observability.RequestRecord record) => SetHeader(HeaderRules.RequestIdHeader, record.RequestId);
+
+    private Http1.Http1Exchange? _spareUpstream;
+
+    /// <summary>An upstream exchange a previous request on this connection finished with, if any.</summary>
+    internal Http1.Http1Exchange? TakeUpstream()
+    {
+        var spare = _spareUpstream;
+        _spareUpstream = null;
+        return spare;
+    }
+
+    private ForwardingTimer? _spareTimer;
+
+    /// <summary>A request timer a previous request on this connection finished with, made new; else a new one.</summary>
+    internal ForwardingTimer NewTimer(TimeSpan idle)
+    {
+        var spare = _spareTimer;
+        _spareTimer = null;
+        return spare?.Reset(Aborted, idle) ?? new ForwardingTimer(Aborted, idle);
+    }
+
+    /// <summary>
+    /// Keeps an upstream exchange and its timer that are done (both disposed, the body sent whole,
+    /// so nothing refers to either) for the next request on this connection.
+    /// </summary>
+    internal void KeepUpstream(Http1.Http1Exchange exchange, ForwardingTimer timer)
+    {
+        _spareUpstream = exchange;
+        _spareTimer = timer;
+    }
+
     // ---- The response ----
 
     /// <summary>True once the response's head went to the client: its status and headers can no longer change.</summary>

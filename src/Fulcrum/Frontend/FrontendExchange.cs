@@ -104,12 +104,25 @@ internal sealed class FrontendExchange : ProxyExchange
         Body.Reset(parsed.Framing, parsed.ContentLength);
 
         _headers.Clear();
+        _requestIdOf = null;
         Status = 200;
         _contentLength = null;
         _hasDate = _closeAsked = _started = _chunked = false;
         _bodyless = false;
         WasAborted = false;
         Closing = parsed.Close || lastOnConnection;
+    }
+
+    private Observability.RequestRecord? _record;
+
+    internal override Observability.RequestRecord NewRecord(string? requestId)
+    {
+        if (_record is null)
+        {
+            return _record = new Observability.RequestRecord(requestId);
+        }
+        _record.Reset(requestId);
+        return _record;
     }
 
     // ---- The request ----
@@ -335,7 +348,16 @@ internal sealed class FrontendExchange : ProxyExchange
         _headers.Add(new KeyValuePair<string, string>(name, value));
     }
 
-    public override void SetHeader(string name, string value)
+    // The response's X-Request-Id, written from the record's own text when the head goes out.
+    private Observability.RequestRecord? _requestIdOf;
+
+    internal override void SetRequestIdHeader(Observability.RequestRecord record)
+    {
+        Remove(HeaderRules.RequestIdHeader);
+        _requestIdOf = record;
+    }
+
+    private void Remove(string name)
     {
         for (var i = _headers.Count - 1; i >= 0; i--)
         {
@@ -344,12 +366,22 @@ internal sealed class FrontendExchange : ProxyExchange
                 _headers.RemoveAt(i);
             }
         }
+        if (_requestIdOf is not null && string.Equals(name, HeaderRules.RequestIdHeader, StringComparison.OrdinalIgnoreCase))
+        {
+            _requestIdOf = null;
+        }
+    }
+
+    public override void SetHeader(string name, string value)
+    {
+        Remove(name);
         AddHeader(name, value);
     }
 
     public override void ClearResponse()
     {
         _headers.Clear();
+        _requestIdOf = null;
         Status = 200;
         _contentLength = null;
         _hasDate = _closeAsked = false;
@@ -495,7 +527,7 @@ internal sealed class FrontendExchange : ProxyExchange
             }
         }
 
-        var size = 128;
+        var size = 256 + (_requestIdOf?.RequestIdText.Length ?? 0);
         foreach (var (name, value) in _headers)
         {
             size += name.Length + value.Length + 4;
@@ -511,6 +543,14 @@ internal sealed class FrontendExchange : ProxyExchange
             span[at++] = (byte)':';
             span[at++] = (byte)' ';
             at += Encoding.Latin1.GetBytes(value, span[at..]);
+            span[at++] = (byte)'\r';
+            span[at++] = (byte)'\n';
+        }
+        if (_requestIdOf is not null)
+        {
+            "X-Request-Id: "u8.CopyTo(span[at..]);
+            at += 14;
+            at += Encoding.Latin1.GetBytes(_requestIdOf.RequestIdText, span[at..]);
             span[at++] = (byte)'\r';
             span[at++] = (byte)'\n';
         }

@@ -53,9 +53,16 @@ internal sealed partial class RequestPipeline
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     public async ValueTask RunAsync(ProxyExchange context)
     {
-        var record = new RequestRecord(RequestIds.FromOrNew(context));
+        var record = context.NewRecord(RequestIds.Given(context));
         var activity = Tracing.Start(context, out var traceparent, out var tracestate);
-        record.TraceParent = traceparent;
+        if (traceparent is null)
+        {
+            record.NewTraceParent();
+        }
+        else
+        {
+            record.TraceParent = traceparent;
+        }
         record.TraceState = tracestate;
         try
         {

@@ -30,7 +30,7 @@ internal static class CombinedLine
         // One span for the whole line: a quoted value's character is at most three UTF-8 bytes,
         // each written as \xHH; any other text is at most three bytes a character.
         var quoted = path.Length + referrerText.Length + agentText.Length;
-        var text = Len(request.Method) + Len(request.Protocol) + Len(record.RequestId) + Len(record.Route) + Len(record.Pool) + Len(record.Backend);
+        var text = Len(request.Method) + Len(request.Protocol) + record.RequestIdText.Length + Len(record.Route) + Len(record.Pool) + Len(record.Backend);
         foreach (var attempt in attempts)
         {
             text += Len(attempt.Backend) + 32;
@@ -62,7 +62,7 @@ internal static class CombinedLine
         line.Raw("\" \""u8);
         line.Quoted(agentText, "-"u8);
         line.Raw("\" request_id="u8);
-        line.Plain(record.RequestId);
+        line.Utf8(record.RequestIdText);
         line.Raw(" route="u8);
         line.Plain(record.Route ?? "-");
         line.Raw(" pool="u8);

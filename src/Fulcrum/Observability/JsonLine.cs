@@ -49,7 +49,7 @@ internal static class JsonLine
         var error = ErrorCodes.Code(record.Error);
         // One span for the whole line, asked for once: the fixed text, and at most six bytes for
         // each character of text (an escape such as \u001f is six; UTF-8 is at most three).
-        var text = Len(record.RequestId) + Len(method) + Len(host) + Len(path) + Len(protocol) + Len(record.Route)
+        var text = record.RequestIdText.Length + Len(method) + Len(host) + Len(path) + Len(protocol) + Len(record.Route)
             + Len(record.Pool) + Len(record.Backend) + Len(record.TunnelClosedBy) + Len(error);
         var attempts = record.Attempts;
         var size = 1024 + (6 * text);
@@ -61,7 +61,7 @@ internal static class JsonLine
         line.Raw("{\"time\":"u8);
         line.Time(record.StartTime);
         line.Raw(",\"request_id\":"u8);
-        line.String(record.RequestId);
+        line.String(record.RequestIdText);
         line.Raw(",\"trace_id\":"u8);
         line.String(record.TraceId);
         line.Raw(",\"client\":"u8);

@@ -8,32 +8,96 @@ namespace Fulcrum.Observability;
 /// </summary>
 public sealed class RequestRecord
 {
-    public RequestRecord(string requestId)
+    /// <param name="requestId">The id; null: a new one.</param>
+    public RequestRecord(string? requestId)
         : this(requestId, DateTimeOffset.UtcNow)
     {
     }
 
     /// <summary>A record that started at <paramref name="startTime"/> (tests).</summary>
-    internal RequestRecord(string requestId, DateTimeOffset startTime)
+    internal RequestRecord(string? requestId, DateTimeOffset startTime)
     {
-        RequestId = requestId;
+        SetRequestId(requestId);
         StartTime = startTime;
         StartTimestamp = Stopwatch.GetTimestamp();
     }
 
-    public string RequestId { get; }
+    /// <summary>
+    /// Makes this record a new request's, as if just constructed: a front end that keeps one per
+    /// connection reuses it, since nothing holds a record once its request has been logged.
+    /// </summary>
+    internal void Reset(string? requestId)
+    {
+        SetRequestId(requestId);
+        StartTime = DateTimeOffset.UtcNow;
+        StartTimestamp = Stopwatch.GetTimestamp();
+        TraceParent = "";
+        TraceState = null;
+        Route = Pool = Backend = TunnelClosedBy = null;
+        Status = 0;
+        Tunnelled = BackendAnswered = false;
+        Error = FulcrumError.None;
+        ConnectMs = TimeToFirstByteMs = -1;
+        BytesIn = BytesOut = 0;
+        _durationMs = -1;
+        _firstAttempt = default;
+        _laterAttempts?.Clear();
+        _attemptCount = 0;
+    }
+
+    private string? _requestId;
+    private char[]? _madeRequestId;
+
+    /// <summary>The request's id: the client's X-Request-Id when sane, else one Fulcrum made (a string only when asked for as one).</summary>
+    public string RequestId => _requestId ??= new string(_madeRequestId!);
+
+    /// <summary>The request id without making a string of one this record made itself.</summary>
+    public ReadOnlySpan<char> RequestIdText => _requestId is { } text ? text : _madeRequestId;
+
+    /// <summary>The client's id, or (null) a new one written into a buffer this record keeps.</summary>
+    private void SetRequestId(string? given)
+    {
+        if (given is not null)
+        {
+            _requestId = given;
+            return;
+        }
+        Hosting.RequestIds.New(_madeRequestId ??= new char[Hosting.RequestIds.NewLength]);
+        _requestId = null;
+    }
 
     /// <summary>The <c>traceparent</c> sent upstream (docs/observability.md).</summary>
-    public string TraceParent { get; set; } = "";
+    private string? _traceParent = "";
+    private char[]? _madeTraceParent;
+
+    /// <summary>The <c>traceparent</c> sent upstream (made into a string only when asked for as one).</summary>
+    public string TraceParent
+    {
+        get => _traceParent ??= new string(_madeTraceParent!);
+        set => _traceParent = value;
+    }
+
+    /// <summary>The <c>traceparent</c> without making a string of one this record made itself.</summary>
+    public ReadOnlySpan<char> TraceParentText => _traceParent is { } text ? text : _madeTraceParent;
+
+    /// <summary>
+    /// Starts a new trace, not sampled (nothing records it), written into a buffer this record
+    /// keeps: a record reused for the next request on a connection makes no string for it.
+    /// </summary>
+    internal void NewTraceParent()
+    {
+        Tracing.NewTraceParent(_madeTraceParent ??= new char[Tracing.TraceParentLength]);
+        _traceParent = null;
+    }
 
     public string? TraceState { get; set; }
 
     /// <summary>The trace id inside <see cref="TraceParent"/> (<c>vv-TRACEID-SPANID-ff</c>), without a copy.</summary>
-    public ReadOnlySpan<char> TraceId => TraceParent.Length >= 35 ? TraceParent.AsSpan(3, 32) : [];
+    public ReadOnlySpan<char> TraceId => TraceParentText is { Length: >= 35 } text ? text.Slice(3, 32) : [];
 
-    public DateTimeOffset StartTime { get; }
+    public DateTimeOffset StartTime { get; private set; }
 
-    public long StartTimestamp { get; }
+    public long StartTimestamp { get; private set; }
 
     public string? Route { get; set; }
 

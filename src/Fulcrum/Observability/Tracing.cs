@@ -20,7 +20,7 @@ public static class Tracing
     /// <c>tracestate</c> to send upstream: the span's own when one was started; else the client's,
     /// unchanged; else a new trace, marked not sampled since nothing records it.
     /// </summary>
-    internal static Activity? Start(Forwarding.ProxyExchange request, out string traceparent, out string? tracestate)
+    internal static Activity? Start(Forwarding.ProxyExchange request, out string? traceparent, out string? tracestate)
     {
         var given = request.Header("traceparent");
         var state = request.Header("tracestate");
@@ -41,7 +41,7 @@ public static class Tracing
         }
         else
         {
-            traceparent = NewTraceParent();
+            traceparent = null; // the record makes one (RequestRecord.NewTraceParent)
             tracestate = null;
         }
         return activity;
@@ -52,23 +52,28 @@ public static class Tracing
     /// lowercase hex, <c>-00</c>. Written straight into the one string (the Activity id types would
     /// make three). Neither id may be all zeros.
     /// </summary>
-    internal static string NewTraceParent() =>
-        string.Create(55, 0, static (text, _) =>
+    internal static string NewTraceParent() => string.Create(TraceParentLength, 0, static (text, _) => NewTraceParent(text));
+
+    /// <summary>The length of a version 00 <c>traceparent</c>.</summary>
+    internal const int TraceParentLength = 55;
+
+    /// <summary>Writes a new trace's <c>traceparent</c> into <paramref name="text"/> (<see cref="TraceParentLength"/> characters).</summary>
+    internal static void NewTraceParent(Span<char> text)
+    {
+        Span<byte> ids = stackalloc byte[24];
+        do
         {
-            Span<byte> ids = stackalloc byte[24];
-            do
-            {
 #pragma warning disable CA5394 // trace ids correlate, they guard nothing (W3C asks for randomness, not secrecy)
-                Random.Shared.NextBytes(ids);
+            Random.Shared.NextBytes(ids);
 #pragma warning restore CA5394
-            }
-            while (!ids[..16].ContainsAnyExcept((byte)0) || !ids[16..].ContainsAnyExcept((byte)0));
-            "00-".CopyTo(text);
-            Convert.TryToHexStringLower(ids[..16], text[3..35], out _);
-            text[35] = '-';
-            Convert.TryToHexStringLower(ids[16..], text[36..52], out _);
-            "-00".CopyTo(text[52..]);
-        });
+        }
+        while (!ids[..16].ContainsAnyExcept((byte)0) || !ids[16..].ContainsAnyExcept((byte)0));
+        "00-".CopyTo(text);
+        Convert.TryToHexStringLower(ids[..16], text[3..35], out _);
+        text[35] = '-';
+        Convert.TryToHexStringLower(ids[16..], text[36..52], out _);
+        "-00".CopyTo(text[52..]);
+    }
 
     /// <summary>Tags the span with what happened, at the end of the request.</summary>
     internal static void Stop(Activity? activity, Forwarding.ProxyExchange exchange, RequestRecord record)

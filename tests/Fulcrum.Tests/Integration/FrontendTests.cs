@@ -129,6 +129,34 @@ public sealed class FrontendTests : ConfigFolder
         Assert.Equal("aborted", outcome);
     }
 
+    /// <summary>
+    /// The front end keeps one record, upstream exchange and timer per connection and reuses
+    /// them: nothing of one request may show in the next (ids, trace, a client's own id).
+    /// </summary>
+    [Fact]
+    public async Task Requests_on_one_connection_each_get_their_own_id_and_trace()
+    {
+        await using var backend = await LengthBackendAsync();
+        await using var proxy = await StartAsync(Yaml(backend));
+        var response = await RawHttp.SendAsync(proxy.EndPoint,
+            "GET /known/1 HTTP/1.1\r\nHost: a\r\n\r\n" +
+            "GET /known/2 HTTP/1.1\r\nHost: a\r\nX-Request-Id: client-chose-this\r\n\r\n" +
+            "GET /known/3 HTTP/1.1\r\nHost: a\r\n\r\n" +
+            "GET /elsewhere HTTP/1.1\r\nHost: a\r\n\r\n" +
+            "GET /known/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        var ids = response.Text.Split("\r\n").Where(l => l.StartsWith("X-Request-Id: ", StringComparison.Ordinal)).Select(l => l["X-Request-Id: ".Length..]).ToArray();
+        Assert.Equal(5, ids.Length);
+        Assert.Equal("client-chose-this", ids[1]);
+        Assert.Equal(5, ids.Distinct().Count());
+        Assert.Contains("no_route", response.Text, StringComparison.Ordinal); // the fourth, in between
+        var seen = backend.Seen.ToArray();
+        Assert.Equal(["/known/1", "/known/2", "/known/3", "/known/5"], seen.Select(s => s.PathAndQuery).ToArray());
+        Assert.Equal([ids[0], ids[1], ids[2], ids[4]], seen.Select(s => s.Headers["X-Request-Id"]).ToArray());
+        var traces = seen.Select(s => s.Headers["traceparent"]).ToArray();
+        Assert.All(traces, t => Assert.Matches("^00-[0-9a-f]{32}-[0-9a-f]{16}-00$", t));
+        Assert.Equal(4, traces.Distinct().Count());
+    }
+
     [Fact]
     public async Task Answers_Fulcrum_writes_itself_carry_their_code_and_a_date()
     {

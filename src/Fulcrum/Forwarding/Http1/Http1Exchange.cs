@@ -18,7 +18,7 @@ namespace Fulcrum.Forwarding.Http1;
 /// </summary>
 internal sealed class Http1Exchange : IDisposable
 {
-    private readonly ForwardingTimer _timer;
+    private ForwardingTimer _timer;
     private Http1Connection? _connection;
     private CancellationTokenRegistration _abort;
     private Http1RequestBody? _body;
@@ -30,6 +30,29 @@ internal sealed class Http1Exchange : IDisposable
     private volatile bool _headReceived;
 
     public Http1Exchange(ForwardingTimer timer) => _timer = timer;
+
+    /// <summary>
+    /// Makes a finished exchange (disposed, its body sent whole, so nothing still refers to it) a
+    /// new one under <paramref name="timer"/>: a connection's next request reuses it.
+    /// </summary>
+    public Http1Exchange Reset(ForwardingTimer timer)
+    {
+        _timer = timer;
+        _connection = null;
+        _abort = default;
+        _body = null;
+        _sending = null;
+        _remaining = 0;
+        _chunk = ChunkState.Size;
+        _headLimit = Http1Connection.MaxHeadSize;
+        _bodyDone = false;
+        _headReceived = false;
+        Connecting = false;
+        ConnectTicks = 0;
+        OnReusedConnection = false;
+        ResponseBytes = 0;
+        return this;
+    }
 
     private enum ChunkState
     {

@@ -75,9 +75,9 @@ internal static class Http1RequestHead
             writer.Ascii("\r\n"u8);
         }
         writer.Ascii("X-Request-Id: "u8);
-        writer.Latin1(record.RequestId);
+        writer.Latin1(record.RequestIdText);
         writer.Ascii("\r\ntraceparent: "u8);
-        writer.Latin1(record.TraceParent);
+        writer.Latin1(record.TraceParentText);
         writer.Ascii("\r\n"u8);
         if (record.TraceState is { Length: > 0 } state)
         {
@@ -175,6 +175,14 @@ internal ref struct HeadWriter(byte[] buffer)
             return;
         }
         Position += Encoding.Latin1.GetBytes(text, Room(text.Length));
+    }
+
+    public void Latin1(ReadOnlySpan<char> text)
+    {
+        if (!text.IsEmpty)
+        {
+            Position += Encoding.Latin1.GetBytes(text, Room(text.Length));
+        }
     }
 
     public void Number(long value)
