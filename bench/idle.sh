@@ -4,7 +4,9 @@
 # script prints Fulcrum's resident memory before and after, and the difference per connection.
 # Not part of CI.
 #
-# Usage: bench/idle.sh        (env: COUNT=10000; LISTEN="listener YAML lines" to try settings)
+# Usage: bench/idle.sh        (env: COUNT=10000; LISTEN="listener YAML lines" to try settings;
+#                              GCDUMP=1: also the heap's largest types with the connections open,
+#                              from dotnet-gcdump, installed into bench/.tools once)
 # Binds 127.0.0.1 ports 19401-19402 only; stops what it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,10 +32,16 @@ routes: [{ name: all, pool: backends }]
 pools: [{ name: backends, backends: [127.0.0.1:$B] }]
 access_log: { enabled: false }
 CONF
+gcdump=""
+if [ "${GCDUMP:-0}" = 1 ]; then
+  tools=bench/.tools
+  [ -x "$tools/dotnet-gcdump" ] || dotnet tool install --tool-path "$tools" dotnet-gcdump --version 10.0.750501 >/dev/null 2>&1 || true
+  [ -x "$tools/dotnet-gcdump" ] && gcdump="$PWD/$tools/dotnet-gcdump"
+fi
 "$work/fulcrum/fulcrum" run -c "$work/fulcrum.yaml" 2>"$work/fulcrum.err" & pids+=($!); fulcrum=$!
-python3 - "$fulcrum" "$P" "$COUNT" <<'PY'
-import resource, socket, sys, time
-pid, port, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+python3 - "$fulcrum" "$P" "$COUNT" "$gcdump" "$work" <<'PY'
+import resource, socket, subprocess, sys, time
+pid, port, count, gcdump, work = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 def rss():
     for line in open(f"/proc/{pid}/status"):
@@ -67,6 +75,11 @@ time.sleep(2)
 after = rss()
 print(f"{count} idle keep-alive connections: fulcrum {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after, "
       f"{(after - before) / count:.2f} KiB each")
+if gcdump:
+    dump = f"{work}/idle.gcdump"
+    subprocess.run([gcdump, "collect", "-p", str(pid), "-o", dump], check=True, stdout=subprocess.DEVNULL)
+    report = subprocess.run([gcdump, "report", dump], check=True, capture_output=True, text=True).stdout
+    print("\n".join(report.splitlines()[:int(__import__("os").environ.get("GCDUMP_LINES", "40"))]))
 for s in clients:
     s.close()
 PY
