@@ -39,8 +39,8 @@
 #                                      SLICES=4: each round measures each target SLICES times,
 #                                      alternating, DURATION each; the paired ratio then compares
 #                                      readings seconds apart, not minutes;
-#                                      DOC=docs/performance.md: where the dated table is appended,
-#                                      DOC= to only print it)
+#                                      each run's report is saved in bench/results/DATE-COMMIT.md;
+#                                      DOC=FILE also appends it to FILE)
 # Installs nginx, haproxy and wrk with apt-get when they are missing. Binds 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -312,9 +312,13 @@ if pairs:
 PY
 } >"$report"
 cat "$report"
-DOC=${DOC-docs/performance.md}
-if [ -n "$DOC" ]; then
+# Every run is kept in bench/results/ (not committed); docs/performance.md quotes the one it cites.
+mkdir -p bench/results
+saved="bench/results/$(date -u +%Y-%m-%dT%H%M)-$(git rev-parse --short HEAD 2>/dev/null || echo unknown).md"
+cp "$report" "$saved"
+echo >&2
+echo "saved as $saved" >&2
+if [ -n "${DOC:-}" ]; then
   cat "$report" >>"$DOC"
-  echo >&2
   echo "appended to $DOC" >&2
 fi
