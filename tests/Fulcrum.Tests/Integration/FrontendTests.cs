@@ -157,6 +157,49 @@ public sealed class FrontendTests : ConfigFolder
         Assert.Equal(4, traces.Distinct().Count());
     }
 
+    /// <summary>
+    /// A chunked body whose framing breaks after it started going upstream: the client gets 400
+    /// and a close, and the upstream connection it touched is never used again (two plain
+    /// requests in a row show that connections are reused otherwise).
+    /// </summary>
+    [Fact]
+    public async Task An_upstream_connection_is_not_reused_after_the_request_framing_broke()
+    {
+        var connections = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var backend = await TestBackend.StartAsync("b", async c =>
+        {
+            connections.Enqueue(c.Connection.Id);
+            try
+            {
+                await new StreamReader(c.Request.Body).ReadToEndAsync(c.RequestAborted);
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or BadHttpRequestException)
+            {
+                // The proxy cut the body: this connection is done.
+            }
+        });
+        await using var proxy = await StartAsync(Yaml(backend));
+        await RawHttp.SendAsync(proxy.EndPoint, "GET /known/1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        await RawHttp.SendAsync(proxy.EndPoint, "GET /known/2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        Assert.Single(connections.Distinct()); // kept alive and reused
+
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(proxy.EndPoint);
+            var stream = client.GetStream();
+            await stream.WriteAsync("POST /known/broken HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"u8.ToArray());
+            await Tunnels.WebSocketTests.Eventually(() => connections.Count == 3, 10_000);
+            await stream.WriteAsync("zz\r\nmore\r\n0\r\n\r\n"u8.ToArray());
+            var broken = await RawHttp.ReadAsync(client.Client, 3000);
+            Assert.Equal(400, broken.Status);
+            Assert.True(broken.Closed);
+        }
+        await RawHttp.SendAsync(proxy.EndPoint, "GET /known/3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        var ids = connections.ToArray();
+        Assert.Equal(4, ids.Length);
+        Assert.NotEqual(ids[2], ids[3]);
+    }
+
     [Fact]
     public async Task Answers_Fulcrum_writes_itself_carry_their_code_and_a_date()
     {
