@@ -20,7 +20,8 @@ namespace Fulcrum.Hosting;
 /// </summary>
 /// <param name="listener">The listener's name now (a reload may rename it).</param>
 /// <param name="errors">Where failed accepts are counted and summarised.</param>
-internal sealed class FulcrumTransport(Func<string> listener, SummarisedLog errors) : IConnectionListenerFactory, IConnectionListenerFactorySelector
+/// <param name="inline">Whether the connections' pipes run inline (Fulcrum's own front end; see <c>InlineScheduling</c>).</param>
+internal sealed class FulcrumTransport(Func<string> listener, SummarisedLog errors, bool inline = false) : IConnectionListenerFactory, IConnectionListenerFactorySelector
 {
     /// <summary>How long accepting pauses after it failed for want of resources.</summary>
     internal static readonly TimeSpan Pause = TimeSpan.FromMilliseconds(100);
@@ -53,13 +54,13 @@ internal sealed class FulcrumTransport(Func<string> listener, SummarisedLog erro
             socket.Dispose();
             throw;
         }
-        return new ValueTask<IConnectionListener>(new Listener(socket, listener, errors, Pools));
+        return new ValueTask<IConnectionListener>(new Listener(socket, listener, errors, Pools, inline && Listener.InlineScheduling));
     }
 
     /// <summary>Kestrel's pinned block pools (from the app's services), for the connections' pipes.</summary>
     internal IMemoryPoolFactory<byte>? Pools { get; set; }
 
-    private sealed class Listener(Socket socket, Func<string> listener, SummarisedLog errors, IMemoryPoolFactory<byte>? pools) : IConnectionListener
+    private sealed class Listener(Socket socket, Func<string> listener, SummarisedLog errors, IMemoryPoolFactory<byte>? pools, bool inline) : IConnectionListener
     {
         private const System.Reflection.BindingFlags AnyInstance = System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic;
 
@@ -68,7 +69,7 @@ internal sealed class FulcrumTransport(Func<string> listener, SummarisedLog erro
         // Whether the pinned pool can be given to the options; the connections' own pool needs no wrapper then.
         private readonly bool _pooled = CanPool(pools);
 
-        private readonly SocketConnectionContextFactory _connections = new(Options(CanPool(pools) ? pools : null), NullLogger.Instance);
+        private readonly SocketConnectionContextFactory _connections = new(Options(CanPool(pools) ? pools : null, inline), NullLogger.Instance);
 
         private static bool CanPool(IMemoryPoolFactory<byte>? pools) => pools is not null && PoolProperty?.PropertyType.IsInstanceOfType(pools) == true;
 
@@ -93,15 +94,17 @@ internal sealed class FulcrumTransport(Func<string> listener, SummarisedLog erro
         /// relays the answer on one thread with no hand-off. Measured against the thread pool on
         /// 2026-12-04: +31% requests/s at 64 connections and +11% at 256, -32% and -14% CPU per
         /// request, p99 up from 3.4 to 7.5 ms at 64 (docs/performance.md). <c>FULCRUM_INLINE=0</c>
-        /// goes back to the thread pool.
+        /// goes back to the thread pool. Only for listeners Fulcrum's own front end serves: with
+        /// Kestrel's HTTP layer on top (the admin listener, h2c, <c>server: kestrel</c>) an admin
+        /// request that waits for a health change was seen to answer a heartbeat (1 s) late.
         /// </summary>
         internal static readonly bool InlineScheduling = Environment.GetEnvironmentVariable("FULCRUM_INLINE") != "0";
 
-        private static SocketConnectionFactoryOptions Options(IMemoryPoolFactory<byte>? pools)
+        private static SocketConnectionFactoryOptions Options(IMemoryPoolFactory<byte>? pools, bool inline)
         {
             var options = new SocketConnectionFactoryOptions
             {
-                UnsafePreferInlineScheduling = InlineScheduling,
+                UnsafePreferInlineScheduling = inline,
             };
             typeof(SocketConnectionFactoryOptions).GetProperty("FinOnError", AnyInstance)?.SetValue(options, true);
             if (pools is not null)

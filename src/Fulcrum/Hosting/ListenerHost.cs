@@ -52,7 +52,7 @@ internal sealed class ListenerHost : IAsyncDisposable
         ListenerHost? host = null;
         ListenOptions? listenOptions = null;
         string Name() => host?.Name ?? config.Name;
-        var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, Name, loggers), new FulcrumTransport(Name, connectionErrors), kestrel => FulcrumServer.Listen(Limited(kestrel, config), config.Address, l =>
+        var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, Name, loggers), new FulcrumTransport(Name, connectionErrors, inline: config.Protocol == ListenerConfig.HttpProtocol && config.Server == ListenerConfig.FulcrumServer), kestrel => FulcrumServer.Listen(Limited(kestrel, config), config.Address, l =>
         {
             // Without TLS there is no ALPN to choose a protocol per connection, so a cleartext
             // listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
