@@ -22,7 +22,11 @@ namespace Fulcrum.Frontend;
 /// the route must see the normalised path). Every head has passed the strict parser first, so what
 /// Kestrel reads is well-formed.
 /// </remarks>
-internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> listener, SummarisedLog protocolErrors)
+/// <param name="pipeline">The one pipeline every request runs.</param>
+/// <param name="listener">The listener's configuration now (a reload changes it): the server switch and max_requests_per_connection.</param>
+/// <param name="startedWith">The configuration the listener started with: head limits and timeouts, as its Kestrel server has them, until a restart.</param>
+/// <param name="protocolErrors">Where refused heads are counted and summarised.</param>
+internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> listener, Func<ListenerConfig> startedWith, SummarisedLog protocolErrors)
 {
     /// <summary>How much of an unread body is read away so the connection can carry the next request.</summary>
     private const long DrainLimit = 256 * 1024;
@@ -42,7 +46,7 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
         var config = listener();
         if (config.Server != ListenerConfig.KestrelServer && Enabled)
         {
-            if (!await ServeAsync(connection, config).ConfigureAwait(false))
+            if (!await ServeAsync(connection, config, startedWith()).ConfigureAwait(false))
             {
                 return;
             }
@@ -51,11 +55,14 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
     }
 
     /// <summary>Serves requests until the connection ends (false) or one is for Kestrel (true).</summary>
-    private async Task<bool> ServeAsync(ConnectionContext connection, ListenerConfig config)
+    private async Task<bool> ServeAsync(ConnectionContext connection, ListenerConfig current, ListenerConfig config)
     {
         var input = connection.Transport.Input;
+        // The head limits and timeouts the listener started with, the same as its Kestrel server
+        // has for what is handed over (a reload says they wait for a restart); the request cap
+        // as the configuration says now.
         var limits = new FrontendLimits(config.Limits.RequestLine, config.Limits.Headers, config.Limits.HeaderCount);
-        var maxRequests = config.Limits.MaxRequestsPerConnection;
+        var maxRequests = current.Limits.MaxRequestsPerConnection;
         var exchange = new FrontendExchange(connection);
         using var timer = new ReadTimer(input);
         // Shutdown (or a drain) asks each connection to close: an idle one closes now, a busy one

@@ -92,7 +92,7 @@ internal sealed class ListenerHost : IAsyncDisposable
                 // Fulcrum's own HTTP/1.1 (unless listeners[].server is kestrel, read per
                 // connection so a reload switches new connections); what it does not serve
                 // itself goes on to Kestrel's HTTP/1.1 below it on the same connection.
-                var frontend = new Frontend.Http1Frontend(pipeline.RunAsync, () => host!.Config, protocolErrors);
+                var frontend = new Frontend.Http1Frontend(pipeline.RunAsync, () => host!.Config, () => host!.StartedWith, protocolErrors);
                 l.Use(next => connection => frontend.RunAsync(connection, next));
             }
             listenOptions = l;

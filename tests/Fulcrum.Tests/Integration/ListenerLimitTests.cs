@@ -136,6 +136,9 @@ public sealed class ListenerLimitTests : ConfigFolder
         var result = await proxy.Server.ReloadAsync("test");
         Assert.True(result.Success);
         Assert.Contains("listeners[web].limits/timeouts", result.Changes!.NeedRestart);
+        // As the reload says: the head limit is still the one the listener started with.
+        var stillLimited = await RawHttp.SendAsync(proxy.EndPoint, $"GET /{new string('a', 1500)} HTTP/1.1\r\nHost: a\r\n\r\n");
+        Assert.Equal(414, stillLimited.Status);
 
         await System.IO.File.WriteAllTextAsync(File, Yaml(backend, "    limits: { request_line: 2KiB, max_requests_per_connection: 9 }"));
         result = await proxy.Server.ReloadAsync("test");
