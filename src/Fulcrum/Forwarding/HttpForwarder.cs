@@ -401,16 +401,23 @@ internal sealed partial class HttpForwarder
     /// <summary>A response body as the relay reads it: SocketsHttpHandler's stream, or a pooled exchange.</summary>
     private interface IUpstreamBody
     {
+        /// <summary>True when the body is known to have ended without reading again.</summary>
+        bool Ended { get; }
+
         ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken);
     }
 
     private readonly struct StreamBody(Stream stream) : IUpstreamBody
     {
+        public bool Ended => false;
+
         public ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken) => stream.ReadAsync(destination, cancellationToken);
     }
 
     private readonly struct ExchangeBody(Http1.Http1Exchange exchange) : IUpstreamBody
     {
+        public bool Ended => exchange.BodyDone;
+
         // The exchange needs no token: the timer closes its connection when it fires.
         public ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken) => exchange.ReadBodyAsync(destination);
     }
@@ -427,6 +434,13 @@ internal sealed partial class HttpForwarder
         var written = 0L;
         while (true)
         {
+            if (body.Ended)
+            {
+                // Asking the client's pipe for memory no byte will fill would leave its last block
+                // allocated for as long as the connection then stays idle.
+                record.BytesOut = written;
+                return null;
+            }
             var memory = outgoing.GetBodyMemory();
             int read;
             timer.Activity(WaitingOn.Backend);

@@ -79,6 +79,9 @@ internal sealed class Http1Exchange : IDisposable
     /// <summary>Response bytes received so far (the head included).</summary>
     public long ResponseBytes { get; private set; }
 
+    /// <summary>True once the response body has been read to its end (known without another read for a Content-Length body).</summary>
+    public bool BodyDone => _bodyDone;
+
     /// <summary>True when the request body, if any, has been sent whole.</summary>
     public bool BodySent => _sending is null || _sending.IsCompletedSuccessfully;
 
