@@ -63,11 +63,6 @@ internal sealed class KestrelExchange(HttpContext context) : ProxyExchange
 
     public override void SetHeader(string name, string value) => Response.Headers[name] = value;
 
-    /// <summary>Sets a header to several values at once (a response SocketsHttpHandler read).</summary>
-    public void SetHeader(string name, StringValues values) => Response.Headers[name] = values;
-
-    public IHeaderDictionary ResponseHeaders => Response.Headers;
-
     public override void ClearResponse() => Response.Clear();
 
     public override async ValueTask StartAsync(CancellationToken cancellationToken)
