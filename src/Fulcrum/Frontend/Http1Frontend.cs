@@ -140,7 +140,13 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
                     }
                     input.AdvanceTo(buffer.Start, buffer.End);
                 }
-                timer.Disarm();
+                if (!timer.Disarm())
+                {
+                    // The deadline passed (or a close was asked for) as the head completed: the
+                    // cancellation it sent would land on the body's first read, so the
+                    // connection ends here, as at the deadline.
+                    return false;
+                }
 
                 if (parsed == ParseResult.Refused)
                 {
@@ -318,10 +324,12 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
             _timer.Change(after, Timeout.InfiniteTimeSpan);
         }
 
-        public void Disarm()
+        /// <summary>Stops the timer; false when it fired (or a close was asked for) first.</summary>
+        public bool Disarm()
         {
-            Volatile.Write(ref _armed, 0);
+            var armed = Interlocked.Exchange(ref _armed, 0) == 1;
             _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            return armed;
         }
 
         /// <summary>Ends a read armed now at once (a close was asked for); a read not armed goes on.</summary>
