@@ -42,6 +42,7 @@ internal sealed class FrontendExchange : ProxyExchange
     private readonly CachedText _target = new();
     private string? _path;
     private string? _routeHost;
+    private string? _routeHostOf; // the authority _routeHost was cut from
 
     private readonly List<KeyValuePair<string, string>> _headers = new(16);
     private long? _contentLength;
@@ -100,7 +101,17 @@ internal sealed class FrontendExchange : ProxyExchange
             var query = target.IndexOf('?', StringComparison.Ordinal);
             _path = query < 0 ? target : target[..query];
         }
-        _routeHost = authority is null ? "" : HostOf(authority);
+        if (authority is null)
+        {
+            _routeHost = "";
+            _routeHostOf = null;
+        }
+        else if (!ReferenceEquals(authority, _routeHostOf))
+        {
+            // Cut again only when the Host bytes changed: "host:port" made a new string per request.
+            _routeHost = HostOf(authority);
+            _routeHostOf = authority;
+        }
         Body.Reset(parsed.Framing, parsed.ContentLength);
 
         _headers.Clear();
