@@ -85,6 +85,21 @@ internal static class HeaderRules
         return null;
     }
 
+    /// <summary>The same hop-by-hop headers, by their bytes (a head kept as bytes).</summary>
+    internal static bool IsHopByHop(ReadOnlySpan<byte> name) =>
+        name.Length switch
+        {
+            2 => System.Text.Ascii.EqualsIgnoreCase(name, "TE"u8),
+            7 => System.Text.Ascii.EqualsIgnoreCase(name, "Trailer"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "Upgrade"u8),
+            10 => System.Text.Ascii.EqualsIgnoreCase(name, "Connection"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "Keep-Alive"u8),
+            14 => System.Text.Ascii.EqualsIgnoreCase(name, "Http2-Settings"u8),
+            16 => System.Text.Ascii.EqualsIgnoreCase(name, "Proxy-Connection"u8),
+            17 => System.Text.Ascii.EqualsIgnoreCase(name, "Transfer-Encoding"u8),
+            18 => System.Text.Ascii.EqualsIgnoreCase(name, "Proxy-Authenticate"u8),
+            19 => System.Text.Ascii.EqualsIgnoreCase(name, "Proxy-Authorization"u8),
+            _ => false,
+        };
+
     /// <summary>The backend's Connection header, read without validation.</summary>
     public static StringValues ConnectionOf(HttpResponseMessage response)
     {

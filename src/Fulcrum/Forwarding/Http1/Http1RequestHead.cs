@@ -30,6 +30,21 @@ internal static class Http1RequestHead
             _ => false,
         };
 
+    /// <summary>The headers the upstream head writes itself by their bytes (as a front end that keeps the head as bytes reads it).</summary>
+    internal static bool IsReplaced(ReadOnlySpan<byte> name) =>
+        name.Length switch
+        {
+            4 => System.Text.Ascii.EqualsIgnoreCase(name, "Host"u8),
+            10 => System.Text.Ascii.EqualsIgnoreCase(name, "tracestate"u8),
+            11 => System.Text.Ascii.EqualsIgnoreCase(name, "traceparent"u8),
+            12 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Request-Id"u8),
+            14 => System.Text.Ascii.EqualsIgnoreCase(name, "Content-Length"u8),
+            15 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Forwarded-For"u8),
+            16 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Forwarded-Host"u8),
+            17 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Forwarded-Proto"u8),
+            _ => false,
+        };
+
     /// <summary>
     /// Writes the head into <paramref name="buffer"/> (replaced by a larger one when it does not
     /// fit) and returns its length. A body is framed by <paramref name="contentLength"/> when
