@@ -7,6 +7,9 @@ namespace Fulcrum.Configuration;
 /// <summary>The outcome of loading a configuration: a config when there were no errors, else every error found.</summary>
 public sealed record ConfigLoadResult(FulcrumConfig? Config, IReadOnlyList<ConfigError> Errors, ConfigSourceMap Map)
 {
+    /// <summary>What is wrong but does not refuse the file, such as a certificate that has expired.</summary>
+    public IReadOnlyList<ConfigError> Warnings { get; init; } = [];
+
     public bool Success => Config is not null && Errors.Count == 0;
 }
 
@@ -21,7 +24,7 @@ public static partial class ConfigLoader
     private static readonly string[] TracingKeys = ["otlp_endpoint"];
     private static readonly string[] MetricsKeys = ["enabled"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
-    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "server", "max_connections", "limits", "timeouts"];
+    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "server", "max_connections", "limits", "timeouts", "tls"];
     private static readonly string[] ListenerLimitKeys = ["request_line", "headers", "header_count", "max_requests_per_connection"];
     private static readonly string[] ListenerTimeoutKeys = ["request_header", "keep_alive"];
     private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
@@ -147,7 +150,7 @@ public static partial class ConfigLoader
         var declared = TopKeys.Where(k => top.Value(k) is YamlSequenceNode { Children.Count: > 0 }).ToHashSet(StringComparer.Ordinal);
         context.Errors.AddRange(ConfigValidator.Validate(config, context.Map, declared));
         context.Errors.Sort((a, b) => a.Line != b.Line ? a.Line.CompareTo(b.Line) : a.Column.CompareTo(b.Column));
-        return new ConfigLoadResult(context.Errors.Count == 0 ? config : null, context.Errors, context.Map);
+        return new ConfigLoadResult(context.Errors.Count == 0 ? config : null, context.Errors, context.Map) { Warnings = context.Warnings };
     }
 
     private static string Trim(string message)
@@ -203,6 +206,7 @@ public static partial class ConfigLoader
             Timeouts = timeouts is null ? ListenerTimeouts.Default : new ListenerTimeouts(
                 timeouts.Duration("request_header") ?? ListenerTimeouts.Default.RequestHeader,
                 timeouts.Duration("keep_alive") ?? ListenerTimeouts.Default.KeepAlive),
+            Tls = ReadListenerTls(map, protocol),
         };
         map.LocateSelf(listener);
         map.Locate(listener, "name", "name");

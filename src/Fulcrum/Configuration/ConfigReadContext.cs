@@ -9,6 +9,9 @@ internal sealed class ConfigReadContext(string file)
 
     public List<ConfigError> Errors { get; } = [];
 
+    /// <summary>What is wrong but does not refuse the file (<c>fulcrum check</c> and a reload print them).</summary>
+    public List<ConfigError> Warnings { get; } = [];
+
     public ConfigSourceMap Map { get; } = new(file);
 
     public void Error(YamlNode node, string message) =>

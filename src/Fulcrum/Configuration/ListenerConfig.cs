@@ -20,6 +20,12 @@ public sealed record ListenerConfig(string Name, HostPort Address, string Protoc
     /// </summary>
     public string Server { get; init; } = FulcrumServer;
 
+    /// <summary>TLS on this listener (<c>listeners[].tls</c>); null: cleartext.</summary>
+    public ListenerTlsConfig? Tls { get; init; }
+
+    /// <summary>The scheme its requests are forwarded as (X-Forwarded-Proto): <c>https</c> with TLS, else <c>http</c>.</summary>
+    public string Scheme => Tls is null ? "http" : "https";
+
     public const string FulcrumServer = "fulcrum";
 
     public const string KestrelServer = "kestrel";

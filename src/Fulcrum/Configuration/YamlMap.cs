@@ -55,6 +55,14 @@ internal sealed class YamlMap
 
     public void Error(YamlNode node, string message) => _context.Error(node, message);
 
+    /// <summary>Something that does not refuse the file but should be fixed (an expired certificate).</summary>
+    public void Warn(YamlNode node, string message) =>
+        _context.Warnings.Add(new ConfigError(_context.File, (int)node.Start.Line, (int)node.Start.Column, message));
+
+    /// <summary>A path as written, made absolute against the configuration file's folder.</summary>
+    public string ResolvePath(string path) =>
+        System.IO.Path.IsPathRooted(path) ? path : System.IO.Path.GetFullPath(System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(_context.File)) ?? ".", path));
+
     public void Locate(object owner, YamlNode node) => _context.Map.Set(owner, "", (int)node.Start.Line, (int)node.Start.Column);
 
     public void LocateSelf(object owner) => _context.Map.Set(owner, "", (int)Node.Start.Line, (int)Node.Start.Column);

@@ -29,6 +29,7 @@ public static class ErrorCodes
         FulcrumError.RequestLineTooLong => "request_line_too_long",
         FulcrumError.HeadersTooLarge => "headers_too_large",
         FulcrumError.RequestHeaderTimeout => "request_header_timeout",
+        FulcrumError.TlsRequired => "tls_required",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
 
@@ -59,6 +60,7 @@ public static class ErrorCodes
         FulcrumError.RequestLineTooLong => 414,
         FulcrumError.HeadersTooLarge => 431,
         FulcrumError.RequestHeaderTimeout => 408,
+        FulcrumError.TlsRequired => 400,
         _ => 500,
     };
 

@@ -29,4 +29,7 @@ public enum FulcrumError
 
     /// <summary>The request head did not arrive within listeners[].timeouts.request_header (408).</summary>
     RequestHeaderTimeout,
+
+    /// <summary>Plain HTTP sent to a listener that speaks TLS (400).</summary>
+    TlsRequired,
 }

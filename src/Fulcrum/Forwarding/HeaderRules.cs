@@ -21,6 +21,44 @@ internal static class HeaderRules
     }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
 
     public const string RequestIdHeader = "X-Request-Id";
+
+    /// <summary>A verified client certificate's subject, sent upstream with tls.forward_client_cert (and removed from what clients send, always).</summary>
+    public const string ClientCertSubjectHeader = "X-Client-Cert-Subject";
+
+    /// <summary>A verified client certificate's SHA-256 (lower-case hex), as <see cref="ClientCertSubjectHeader"/>.</summary>
+    public const string ClientCertSha256Header = "X-Client-Cert-Sha256";
+
+    /// <summary>
+    /// A certificate subject as a header value: as it is when it is printable ASCII (nearly
+    /// always), else with each other character percent-encoded as UTF-8, so a name in another
+    /// script arrives whole and cannot break the head.
+    /// </summary>
+    public static string ClientCertSubject(string subject)
+    {
+        foreach (var c in subject)
+        {
+            if (c is < ' ' or > '~' or '%')
+            {
+                var text = new System.Text.StringBuilder(subject.Length + 16);
+                Span<byte> utf8 = stackalloc byte[4];
+                foreach (var r in subject.EnumerateRunes())
+                {
+                    if (r.Value is >= ' ' and <= '~' && r.Value != '%')
+                    {
+                        text.Append((char)r.Value);
+                        continue;
+                    }
+                    var n = r.EncodeToUtf8(utf8);
+                    foreach (var b in utf8[..n])
+                    {
+                        text.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+                    }
+                }
+                return text.ToString();
+            }
+        }
+        return subject;
+    }
     public const string ErrorHeader = "Fulcrum-Error";
 
     /// <summary>Copies the client's headers onto the upstream request, minus hop-by-hop ones and Host.</summary>

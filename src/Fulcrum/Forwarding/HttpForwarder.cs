@@ -203,6 +203,13 @@ internal sealed partial class HttpForwarder
         {
             headers.TryAddWithoutValidation("X-Forwarded-Host", incoming.Host.Value);
         }
+        headers.Remove(HeaderRules.ClientCertSubjectHeader);
+        headers.Remove(HeaderRules.ClientCertSha256Header);
+        if (context.Features.Get<Tls.TlsConnection>() is { ForwardClientCert: true, ClientSubject: { } subject, ClientSha256: { } sha256 })
+        {
+            headers.TryAddWithoutValidation(HeaderRules.ClientCertSubjectHeader, HeaderRules.ClientCertSubject(subject));
+            headers.TryAddWithoutValidation(HeaderRules.ClientCertSha256Header, sha256);
+        }
         // One id everywhere: the client's when it was usable, else Fulcrum's (RequestIds).
         headers.Remove(HeaderRules.RequestIdHeader);
         headers.TryAddWithoutValidation(HeaderRules.RequestIdHeader, record.RequestId);

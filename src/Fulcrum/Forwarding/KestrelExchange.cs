@@ -25,7 +25,7 @@ internal sealed class KestrelExchange(HttpContext context) : ProxyExchange
 
     public override string Protocol => Request.Protocol;
 
-    public override string Scheme => Request.Scheme;
+    public override string Scheme => Tls is null ? Request.Scheme : "https";
 
     public override string RouteHost => Request.Host.Host;
 
@@ -36,6 +36,8 @@ internal sealed class KestrelExchange(HttpContext context) : ProxyExchange
     public override string UpstreamTarget => _upstreamTarget ??= RequestTarget.PathAndQuery(Request, Context.Features.Get<IHttpRequestFeature>()?.RawTarget);
 
     public override IPAddress? RemoteIp => Context.Connection.RemoteIpAddress;
+
+    public override Tls.TlsConnection? Tls => Context.Features.Get<Tls.TlsConnection>();
 
     public override StringValues Header(string name) => Request.Headers[name];
 

@@ -36,6 +36,9 @@ internal abstract class ProxyExchange : IRequestHeaders
 
     public abstract IPAddress? RemoteIp { get; }
 
+    /// <summary>What the client's TLS connection negotiated; null on a cleartext listener.</summary>
+    public abstract Tls.TlsConnection? Tls { get; }
+
     /// <summary>The values of one request header (none: empty).</summary>
     public abstract StringValues Header(string name);
 

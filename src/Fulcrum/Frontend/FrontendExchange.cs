@@ -58,6 +58,7 @@ internal sealed partial class FrontendExchange : ProxyExchange
         _connection = connection;
         _output = connection.Transport.Output;
         _remote = (connection.RemoteEndPoint as IPEndPoint)?.Address;
+        Tls = connection.Features.Get<Tls.TlsConnection>();
         Body = new FrontendBody(connection.Transport.Input);
     }
 
@@ -142,7 +143,7 @@ internal sealed partial class FrontendExchange : ProxyExchange
 
     public override string Protocol => _parsed.Minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
 
-    public override string Scheme => "http";
+    public override string Scheme => Tls is null ? "http" : "https";
 
     public override string RouteHost => _routeHost!;
 
@@ -155,6 +156,8 @@ internal sealed partial class FrontendExchange : ProxyExchange
     public override string UpstreamTarget => _target.Value!;
 
     public override IPAddress? RemoteIp => _remote;
+
+    public override Tls.TlsConnection? Tls { get; }
 
     public override StringValues Header(string name)
     {

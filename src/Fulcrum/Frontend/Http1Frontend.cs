@@ -44,7 +44,8 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
     public async Task RunAsync(ConnectionContext connection, ConnectionDelegate next)
     {
         var config = listener();
-        if (config.Server != ListenerConfig.KestrelServer && Enabled)
+        // ALPN chose HTTP/2 on a TLS listener: Kestrel's HTTP/2 serves it.
+        if (config.Server != ListenerConfig.KestrelServer && Enabled && connection.Features.Get<Tls.TlsConnection>() is not { IsHttp2: true })
         {
             if (!await ServeAsync(connection, config, startedWith()).ConfigureAwait(false))
             {
@@ -148,6 +149,14 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
                     return false;
                 }
 
+                if (parsed == ParseResult.Refused && served == 0 && span.Length > 0 && span[0] == 0x16 && current.Tls is null)
+                {
+                    // A TLS ClientHello on a cleartext listener: the client cannot read an HTTP
+                    // answer, so it gets a clean close, and the operator a line that says why.
+                    input.AdvanceTo(buffer.End);
+                    protocolErrors.Report(current.Name, "tls_on_cleartext", "a TLS handshake arrived on a cleartext listener: the client wants https://, or the listener needs tls");
+                    return false;
+                }
                 if (parsed == ParseResult.Refused)
                 {
                     input.AdvanceTo(buffer.End);

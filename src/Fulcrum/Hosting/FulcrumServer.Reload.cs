@@ -57,6 +57,7 @@ public sealed partial class FulcrumServer
                 return Refuse(trigger, [.. loaded.Errors.Select(e => e.ToString())], loadMs);
             }
             var next = loaded.Config!;
+            Certificates.Load(next);
             var applying = Stopwatch.GetTimestamp();
 
             // Listeners: one on the same address and protocol is kept (under its new name if it
@@ -73,7 +74,7 @@ public sealed partial class FulcrumServer
             var unmatched = current.Values.ToList();
             foreach (var listener in next.Listeners)
             {
-                var same = unmatched.FirstOrDefault(h => h.Config.Address.Equals(listener.Address) && h.Config.Protocol == listener.Protocol);
+                var same = unmatched.FirstOrDefault(h => h.Config.Address.Equals(listener.Address) && h.Config.Protocol == listener.Protocol && (h.Config.Tls is null) == (listener.Tls is null));
                 if (same is not null)
                 {
                     unmatched.Remove(same);
@@ -97,7 +98,7 @@ public sealed partial class FulcrumServer
             {
                 try
                 {
-                    bound.Add(await ListenerHost.StartAsync(listener, _options, _pipeline, () => Metrics, ProtocolErrors, ConnectionErrors, _loggers, CancellationToken.None).ConfigureAwait(false));
+                    bound.Add(await ListenerHost.StartAsync(listener, _options, _pipeline, () => Metrics, ProtocolErrors, ConnectionErrors, Certificates, _loggers, CancellationToken.None).ConfigureAwait(false));
                 }
                 catch (IOException e)
                 {
@@ -125,6 +126,7 @@ public sealed partial class FulcrumServer
                 }
                 throw;
             }
+            Certificates.Use(next); // certificates read again now; sources no listener uses are dropped
             foreach (var (host, renamed) in renames)
             {
                 host.Renamed(renamed);

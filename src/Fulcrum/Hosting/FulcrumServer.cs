@@ -104,6 +104,28 @@ public sealed partial class FulcrumServer : IAsyncDisposable
     /// <summary>Where Kestrel's client-caused errors are counted and summarised, for every listener.</summary>
     internal SummarisedLog ProtocolErrors { get; private init; } = null!;
 
+    /// <summary>The TLS listeners' certificates, kept in step with their files.</summary>
+    internal Tls.CertificateCatalog Certificates { get; private init; } = null!;
+
+    /// <summary>Each certificate a TLS listener can serve now, by listener, for the expiry gauge and <c>fulcrum certs</c>.</summary>
+    internal IEnumerable<(string Listener, string Name, DateTimeOffset NotAfter)> ServedCertificates()
+    {
+        foreach (var listener in Runtime.Current.Config.Listeners)
+        {
+            if (listener.Tls is not { } tls)
+            {
+                continue;
+            }
+            foreach (var source in tls.Certificates)
+            {
+                foreach (var certificate in Certificates.Get(source).Current)
+                {
+                    yield return (listener.Name, certificate.Name, certificate.NotAfter);
+                }
+            }
+        }
+    }
+
     /// <summary>Where failed accepts and connections refused at a listener's limit are counted and summarised.</summary>
     internal SummarisedLog ConnectionErrors { get; private init; } = null!;
 
@@ -143,6 +165,9 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         var exporter = new PrometheusExporter(metrics.Meter);
         metrics.ExportTo(exporter);
         var pipeline = new RequestPipeline(runtime, accessLog, loggers.CreateLogger("Fulcrum.Requests"), config.MetricsEnabled ? metrics : null);
+        var certificates = new Tls.CertificateCatalog(loggers.CreateLogger("Fulcrum.Tls"), time);
+        certificates.Changed += e => metrics.CertificateChanges.Add(1, new KeyValuePair<string, object?>("result", e.Kind.ToString().ToLowerInvariant()));
+        certificates.Use(config);
 
         ListenOptions? adminListen = null;
         WebApplication? admin = null;
@@ -161,6 +186,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             _exporter = exporter,
             ProtocolErrors = protocolErrors,
             ConnectionErrors = connectionErrors,
+            Certificates = certificates,
             _tracer = config.OtlpEndpoint is { } otlp ? OtlpTracing.Start(otlp, options.Version) : null,
         };
         if (admin is not null)
@@ -196,7 +222,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             }
             foreach (var listener in config.Listeners)
             {
-                var host = await ListenerHost.StartAsync(listener, options, server._pipeline, () => server.Metrics, server.ProtocolErrors, server.ConnectionErrors, server._loggers, cancellationToken).ConfigureAwait(false);
+                var host = await ListenerHost.StartAsync(listener, options, server._pipeline, () => server.Metrics, server.ProtocolErrors, server.ConnectionErrors, server.Certificates, server._loggers, cancellationToken).ConfigureAwait(false);
                 lock (server._listeners)
                 {
                     server._listeners[listener.Name] = host;
@@ -212,6 +238,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             await server.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+        metrics.Certificates = server.ServedCertificates;
         server.Ready = true;
         if (config.SourcePath is { } path)
         {
@@ -420,6 +447,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
         _tracer?.Dispose(); // flushes the spans not yet exported
         _exporter?.Dispose();
         Metrics?.Dispose();
+        Certificates.Dispose();
         Runtime.Dispose();
         await _accessLog.DisposeAsync().ConfigureAwait(false);
         _loggers.Dispose();

@@ -47,7 +47,7 @@ internal sealed class ListenerHost : IAsyncDisposable
     /// Builds the listener's server and binds it. Throws <see cref="IOException"/> (naming the
     /// listener and address) when the address cannot be bound.
     /// </summary>
-    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestPipeline pipeline, Func<FulcrumMetrics?> metrics, SummarisedLog protocolErrors, SummarisedLog connectionErrors, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
+    public static async Task<ListenerHost> StartAsync(ListenerConfig config, FulcrumServerOptions options, RequestPipeline pipeline, Func<FulcrumMetrics?> metrics, SummarisedLog protocolErrors, SummarisedLog connectionErrors, Tls.CertificateCatalog certificates, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         ListenerHost? host = null;
         ListenOptions? listenOptions = null;
@@ -55,8 +55,10 @@ internal sealed class ListenerHost : IAsyncDisposable
         var app = FulcrumServer.BuildApp(options, new KestrelLog(protocolErrors, Name, loggers), new FulcrumTransport(Name, connectionErrors, inline: config.Protocol == ListenerConfig.HttpProtocol && config.Server == ListenerConfig.FulcrumServer), kestrel => FulcrumServer.Listen(Limited(kestrel, config), config.Address, l =>
         {
             // Without TLS there is no ALPN to choose a protocol per connection, so a cleartext
-            // listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge.
-            l.Protocols = config.Protocol == ListenerConfig.H2cProtocol ? HttpProtocols.Http2 : HttpProtocols.Http1;
+            // listener speaks one: HTTP/1.1, or HTTP/2 by prior knowledge. With TLS, ALPN picks
+            // per connection (tls.alpn says what is offered).
+            l.Protocols = config.Tls is not null ? HttpProtocols.Http1AndHttp2
+                : config.Protocol == ListenerConfig.H2cProtocol ? HttpProtocols.Http2 : HttpProtocols.Http1;
             // Counts open client connections per listener for fulcrum_connections (under the
             // name it had when the connection opened), and refuses those past max_connections.
             l.Use(next => async connection =>
@@ -87,6 +89,12 @@ internal sealed class ListenerHost : IAsyncDisposable
                     Interlocked.Decrement(ref host._open);
                 }
             });
+            if (config.Tls is not null)
+            {
+                // TLS first: what follows reads and writes the decrypted pipes.
+                var tls = new Tls.TlsFrontend(() => host!.Config, certificates, metrics, protocolErrors);
+                l.Use(next => connection => tls.RunAsync(connection, next));
+            }
             if (config.Protocol == ListenerConfig.HttpProtocol)
             {
                 // Fulcrum's own HTTP/1.1 (unless listeners[].server is kestrel, read per

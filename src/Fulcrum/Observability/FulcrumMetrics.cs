@@ -51,6 +51,9 @@ public sealed class FulcrumMetrics : IDisposable
         _applied = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
         Meter.CreateObservableGauge("fulcrum_config_last_reload_success_timestamp_seconds", () => Volatile.Read(ref _applied), "s", "When the configuration in force was applied (Unix time).");
         Reloads = Meter.CreateCounter<long>("fulcrum_config_reloads_total", description: "Configuration reloads, by result (success or failure).");
+        TlsHandshakes = Meter.CreateCounter<long>("fulcrum_tls_handshakes_total", description: "TLS handshakes on a listener, by result: ok or why it failed (protocol_version, no_shared_cipher, unknown_ca, no_certificate, unrecognized_name, plain_http, ...).");
+        CertificateChanges = Meter.CreateCounter<long>("fulcrum_tls_certificate_reloads_total", description: "Certificate files read after a change, by result: loaded, replaced, refused (the old one keeps serving) or removed.");
+        Meter.CreateObservableGauge("fulcrum_tls_certificate_expiry_timestamp_seconds", ObserveCertificates, "s", "When each certificate a TLS listener serves expires (Unix time), by listener and the certificate's first DNS name.");
 
         runtime.Health.Changed += OnHealthChanged;
         runtime.Health.Probed += OnProbed;
@@ -69,6 +72,26 @@ public sealed class FulcrumMetrics : IDisposable
     internal Counter<long> Retries { get; }
     internal Counter<long> Errors { get; }
     internal Counter<long> Reloads { get; }
+    internal Counter<long> TlsHandshakes { get; }
+    internal Counter<long> CertificateChanges { get; }
+
+    /// <summary>The certificates TLS listeners serve now, for the expiry gauge (set by the server).</summary>
+    internal Func<IEnumerable<(string Listener, string Name, DateTimeOffset NotAfter)>>? Certificates { get; set; }
+
+    internal void TlsHandshake(string listener, string result) =>
+        TlsHandshakes.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("result", result));
+
+    private IEnumerable<Measurement<double>> ObserveCertificates()
+    {
+        if (Certificates is not { } certificates)
+        {
+            yield break;
+        }
+        foreach (var (listener, name, notAfter) in certificates())
+        {
+            yield return new Measurement<double>(notAfter.ToUnixTimeSeconds(), new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("name", name));
+        }
+    }
 
     private double _applied;
 

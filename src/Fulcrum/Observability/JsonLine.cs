@@ -51,6 +51,11 @@ internal static class JsonLine
         // each character of text (an escape such as \u001f is six; UTF-8 is at most three).
         var text = record.RequestIdText.Length + Len(method) + Len(host) + Len(path) + Len(protocol) + Len(record.Route)
             + Len(record.Pool) + Len(record.Backend) + Len(record.TunnelClosedBy) + Len(error);
+        var tls = request.Tls;
+        if (tls is not null)
+        {
+            text += 64 + Len(tls.ServerName);
+        }
         var attempts = record.Attempts;
         var size = 1024 + (6 * text);
         foreach (var attempt in attempts)
@@ -97,6 +102,15 @@ internal static class JsonLine
         line.Number(record.BytesIn);
         line.Raw(",\"bytes_out\":"u8);
         line.Number(record.BytesOut);
+        if (tls is not null)
+        {
+            line.Raw(",\"tls_version\":"u8);
+            line.Known(tls.Version);
+            line.Raw(",\"tls_cipher\":"u8);
+            line.Known(tls.Cipher);
+            line.Raw(",\"sni\":"u8);
+            line.String(tls.ServerName); // the client's words: escaped, never kept
+        }
         if (record.Tunnelled)
         {
             // The line is written when the tunnel ends: duration is its life, bytes are both ways.

@@ -27,6 +27,8 @@ internal static class Http1RequestHead
             15 => string.Equals(name, "X-Forwarded-For", StringComparison.OrdinalIgnoreCase),
             16 => string.Equals(name, "X-Forwarded-Host", StringComparison.OrdinalIgnoreCase),
             17 => string.Equals(name, "X-Forwarded-Proto", StringComparison.OrdinalIgnoreCase),
+            20 => string.Equals(name, HeaderRules.ClientCertSha256Header, StringComparison.OrdinalIgnoreCase),
+            21 => string.Equals(name, HeaderRules.ClientCertSubjectHeader, StringComparison.OrdinalIgnoreCase),
             _ => false,
         };
 
@@ -42,6 +44,8 @@ internal static class Http1RequestHead
             15 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Forwarded-For"u8),
             16 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Forwarded-Host"u8),
             17 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Forwarded-Proto"u8),
+            20 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Client-Cert-Sha256"u8),
+            21 => System.Text.Ascii.EqualsIgnoreCase(name, "X-Client-Cert-Subject"u8),
             _ => false,
         };
 
@@ -87,6 +91,14 @@ internal static class Http1RequestHead
         {
             writer.Ascii("X-Forwarded-Host: "u8);
             writer.Latin1(authority);
+            writer.Ascii("\r\n"u8);
+        }
+        if (incoming.Tls is { ForwardClientCert: true, ClientSubject: { } subject, ClientSha256: { } sha256 })
+        {
+            writer.Ascii("X-Client-Cert-Subject: "u8);
+            writer.Latin1(HeaderRules.ClientCertSubject(subject));
+            writer.Ascii("\r\nX-Client-Cert-Sha256: "u8);
+            writer.Latin1(sha256);
             writer.Ascii("\r\n"u8);
         }
         writer.Ascii("X-Request-Id: "u8);
