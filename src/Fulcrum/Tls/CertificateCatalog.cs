@@ -12,11 +12,12 @@ namespace Fulcrum.Tls;
 internal sealed partial class CertificateCatalog : IDisposable
 {
     /// <summary>How often the files are read: a change serves within this plus a read.</summary>
-    internal static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+    internal static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(100);
 
     private readonly ILogger _log;
     private readonly TimeProvider _time;
-    private readonly ITimer _timer;
+    private readonly Thread _reader;
+    private readonly ManualResetEventSlim _stop = new();
     private readonly object _gate = new();
     private Dictionary<CertificateSourceConfig, CertificateSource> _sources = [];
     private long _generation;
@@ -26,7 +27,18 @@ internal sealed partial class CertificateCatalog : IDisposable
     {
         _log = log;
         _time = time;
-        _timer = time.CreateTimer(static s => ((CertificateCatalog)s!).Tick(), this, Interval, Interval);
+        // A thread of its own, not a timer on the thread pool: under a storm of handshakes the
+        // pool's queue is long, and a renewed certificate must still serve within a second.
+        _reader = new Thread(ReadLoop) { IsBackground = true, Name = "fulcrum-certificates" };
+        _reader.Start();
+    }
+
+    private void ReadLoop()
+    {
+        while (!_stop.Wait(Interval))
+        {
+            Tick();
+        }
     }
 
     /// <summary>Grows by one whenever any source's certificates change, so a listener knows to rebuild its SNI table.</summary>
@@ -144,7 +156,12 @@ internal sealed partial class CertificateCatalog : IDisposable
         }
     }
 
-    public void Dispose() => _timer.Dispose();
+    public void Dispose()
+    {
+        _stop.Set();
+        _reader.Join(TimeSpan.FromSeconds(5));
+        _stop.Dispose();
+    }
 
     [LoggerMessage(EventId = 30, Level = LogLevel.Information, Message = "TLS certificate: {Message}")]
     private partial void CertificateChanged(string message);
