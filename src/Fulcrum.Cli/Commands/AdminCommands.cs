@@ -38,6 +38,20 @@ internal static class AdminCommands
             return 0;
         }));
 
+        var certs = o.Add(new Command("certs", "Show the certificates TLS listeners serve: names, days left, issuer, file, and the last reload's result"));
+        certs.SetAction((p, ct) => Run(o, p, error, async client =>
+        {
+            var (_, list) = await client.GetAsync("/api/v1/certificates", ct).ConfigureAwait(false);
+            if (!Json(o, p, output, list))
+            {
+                Table.Certificates(output, list);
+            }
+            // Exit 1 when a certificate's file is refused or one expires within 14 days, for scripts and cron.
+            var now = DateTimeOffset.UtcNow;
+            return list.EnumerateArray().Any(c => (c.TryGetProperty("problem", out var pr) && pr.ValueKind == JsonValueKind.String)
+                || (c.GetProperty("names").GetArrayLength() > 0 && c.GetProperty("not_after").GetDateTimeOffset() < now.AddDays(14))) ? 1 : 0;
+        }));
+
         var backends = o.Add(new Command("backends", "Show the backends of one pool") { pool });
         backends.SetAction((p, ct) => Run(o, p, error, async client =>
         {
@@ -254,6 +268,7 @@ internal static class AdminCommands
         yield return events;
         yield return explain;
         yield return config;
+        yield return certs;
     }
 
     /// <summary>The configuration line of <c>fulcrum status</c>, and a refused reload's errors.</summary>

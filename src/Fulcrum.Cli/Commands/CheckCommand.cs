@@ -23,6 +23,10 @@ internal static class CheckCommand
                 error.WriteLine($"{file}: {result.Errors.Count} error(s); configuration is not valid");
                 return 1;
             }
+            foreach (var w in result.Warnings)
+            {
+                error.WriteLine($"{w.File}:{w.Line}:{w.Column}: warning: {w.Message}");
+            }
             var c = result.Config!;
             var backends = c.Pools.Sum(p => p.Backends.Count);
             output.WriteLine($"{file}: configuration is valid ({c.Listeners.Count} listener(s), {c.Routes.Count} route(s), {c.Pools.Count} pool(s), {backends} backend(s))");

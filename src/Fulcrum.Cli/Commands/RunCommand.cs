@@ -24,6 +24,10 @@ internal static class RunCommand
                 error.WriteLine($"{file}: {result.Errors.Count} error(s); not starting");
                 return 1;
             }
+            foreach (var w in result.Warnings)
+            {
+                error.WriteLine($"{w.File}:{w.Line}:{w.Column}: warning: {w.Message}");
+            }
             return await RunAsync(result.Config!, output, error).ConfigureAwait(false);
         });
         return command;

@@ -37,6 +37,41 @@ internal static class Table
         }
     }
 
+    /// <summary>
+    /// Certificates: names, days left, not-after, issuer, source and file, the listeners that use
+    /// each, and the last reload's result (ok, or why the file on disk is not what serves).
+    /// </summary>
+    public static void Certificates(TextWriter output, JsonElement list)
+    {
+        string[] header = ["NAMES", "DAYS LEFT", "NOT AFTER", "ISSUER", "SOURCE", "LISTENERS", "FILE", "LAST RELOAD"];
+        var lines = list.EnumerateArray().Select(c =>
+        {
+            var names = string.Join(",", c.GetProperty("names").EnumerateArray().Select(n => n.GetString()));
+            var served = names.Length > 0;
+            return new[]
+            {
+                served ? names : "(none serving)",
+                served ? c.GetProperty("days_left").GetInt32().ToString(System.Globalization.CultureInfo.InvariantCulture) : "-",
+                served ? c.GetProperty("not_after").GetDateTimeOffset().ToUniversalTime().ToString("yyyy-MM-dd HH:mm", System.Globalization.CultureInfo.InvariantCulture) : "-",
+                served ? c.GetProperty("issuer").GetString()! : "-",
+                c.GetProperty("source").GetString()!,
+                string.Join(",", c.GetProperty("listeners").EnumerateArray().Select(n => n.GetString())),
+                c.GetProperty("file").GetString()!,
+                c.TryGetProperty("problem", out var p) && p.ValueKind == JsonValueKind.String ? "REFUSED: " + p.GetString() : "ok",
+            };
+        }).ToList();
+        var widths = header.Select((h, i) => Math.Max(h.Length, lines.Count == 0 ? 0 : lines.Max(l => l[i].Length))).ToArray();
+        output.WriteLine(Row(header, widths, color: false));
+        foreach (var line in lines)
+        {
+            output.WriteLine(Row(line, widths, color: false));
+        }
+        if (lines.Count == 0)
+        {
+            output.WriteLine("no TLS listener: no certificates");
+        }
+    }
+
     private static string Row(string[] cells, int[] widths, bool color)
     {
         var text = new StringBuilder();

@@ -50,6 +50,9 @@ internal sealed partial class AdminApi
     /// <summary>The configuration in force and how reloads have gone.</summary>
     internal Func<Hosting.ConfigStatus>? ConfigStatus { get; init; }
 
+    /// <summary>The certificates TLS listeners serve, for GET /api/v1/certificates.</summary>
+    internal Func<IReadOnlyList<CertificateView>>? Certificates { get; init; }
+
     public async Task HandleAsync(HttpContext context)
     {
         var path = context.Request.Path.Value ?? "/";
@@ -123,8 +126,9 @@ internal sealed partial class AdminApi
             ["config"] when get => ConfigAsync(context),
             ["config", "status"] when get && ConfigStatus is not null => Ok(context, ConfigStatus()),
             ["reload"] when post && Reload is not null => ReloadAsync(context, who),
+            ["certificates"] when get && Certificates is not null => Ok(context, Certificates()),
             ["shutdown"] when post => ShutdownAsync(context, who),
-            _ => Error(context, s.Length > 0 && s[0] is "pools" or "events" or "explain" or "config" or "shutdown" or "reload" ? 405 : 404, "not_found", $"no endpoint for {method} {Prefix}{string.Join('/', s)} (docs/admin-api.md lists them)"),
+            _ => Error(context, s.Length > 0 && s[0] is "pools" or "events" or "explain" or "config" or "shutdown" or "reload" or "certificates" ? 405 : 404, "not_found", $"no endpoint for {method} {Prefix}{string.Join('/', s)} (docs/admin-api.md lists them)"),
         };
     }
 

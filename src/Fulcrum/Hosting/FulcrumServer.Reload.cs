@@ -57,6 +57,10 @@ public sealed partial class FulcrumServer
                 return Refuse(trigger, [.. loaded.Errors.Select(e => e.ToString())], loadMs);
             }
             var next = loaded.Config!;
+            foreach (var warning in loaded.Warnings)
+            {
+                LogWarning(warning.ToString());
+            }
             Certificates.Load(next);
             var applying = Stopwatch.GetTimestamp();
 
@@ -256,6 +260,9 @@ public sealed partial class FulcrumServer
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Error, Message = "configuration reload ({Trigger}) refused, the running configuration stays; {Count} error(s):\n  {Errors}")]
     private partial void LogRefused(string trigger, int count, string errors);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Warning, Message = "configuration: {Warning}")]
+    private partial void LogWarning(string warning);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Warning, Message = "configuration section '{Section}' changed; it takes effect at the next start")]
     private partial void LogNeedsRestart(string section);

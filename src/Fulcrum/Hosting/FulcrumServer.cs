@@ -107,6 +107,44 @@ public sealed partial class FulcrumServer : IAsyncDisposable
     /// <summary>The TLS listeners' certificates, kept in step with their files.</summary>
     internal Tls.CertificateCatalog Certificates { get; private init; } = null!;
 
+    /// <summary>Every certificate the TLS listeners use, one entry per certificate file, with the listeners that serve it.</summary>
+    internal IReadOnlyList<CertificateView> CertificateViews()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var views = new List<CertificateView>();
+        var users = new Dictionary<Configuration.CertificateSourceConfig, List<string>>();
+        foreach (var listener in Runtime.Current.Config.Listeners)
+        {
+            foreach (var source in listener.Tls?.Certificates ?? Configuration.EquatableList<Configuration.CertificateSourceConfig>.Empty)
+            {
+                if (!users.TryGetValue(source, out var names))
+                {
+                    users[source] = names = [];
+                }
+                names.Add(listener.Name);
+            }
+        }
+        foreach (var (config, listeners) in users)
+        {
+            var source = Certificates.Get(config);
+            var problems = source.Problems;
+            foreach (var c in source.Current)
+            {
+                views.Add(new CertificateView(c.Names, c.Leaf.Subject, c.Leaf.Issuer, c.NotBefore, c.NotAfter, (int)Math.Floor((c.NotAfter - now).TotalDays), c.Sha256,
+                    "file", c.File, listeners, source.ChangedAt, problems.GetValueOrDefault(c.File)));
+            }
+            // A file that fails and serves nothing (a folder's new file that never loaded) is shown too.
+            foreach (var (file, problem) in problems)
+            {
+                if (problem is not null && !source.Current.Any(c => c.File == file))
+                {
+                    views.Add(new CertificateView([], "", "", default, default, 0, "", "file", file, listeners, source.ChangedAt, problem));
+                }
+            }
+        }
+        return views;
+    }
+
     /// <summary>Each certificate a TLS listener can serve now, by listener, for the expiry gauge and <c>fulcrum certs</c>.</summary>
     internal IEnumerable<(string Listener, string Name, DateTimeOffset NotAfter)> ServedCertificates()
     {
@@ -205,6 +243,7 @@ public sealed partial class FulcrumServer : IAsyncDisposable
             {
                 Reload = server.ReloadAsync,
                 ConfigStatus = () => server.Status,
+                Certificates = server.CertificateViews,
             };
             admin.Run(server.AdminApi.HandleAsync);
         }

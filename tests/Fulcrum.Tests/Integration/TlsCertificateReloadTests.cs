@@ -235,3 +235,57 @@ public sealed class TlsCertificateReloadTests(ITestOutputHelper output) : Config
         Assert.Null(source.Problems[cert]);
     }
 }
+
+/// <summary><c>GET /api/v1/certificates</c> and <c>fulcrum certs</c>: what serves, and a refused renewal said in words.</summary>
+public sealed class CertificateApiTests : ConfigFolder, IDisposable
+{
+    private readonly TestCa _ca = TestCa.Create();
+
+    void IDisposable.Dispose()
+    {
+        _ca.Dispose();
+        Dispose();
+    }
+
+    [Fact]
+    public async Task The_api_and_the_cli_show_each_certificate_and_a_refused_renewal()
+    {
+        await using var backend = await TestBackend.StartAsync("b");
+        using var certificate = _ca.Issue(["api.test", "*.api.test"]);
+        var (cert, key) = TestCa.WritePair(certificate, Dir, "site", _ca);
+        await using var proxy = await StartAsync($$"""
+            listeners:
+              - name: web
+                address: 127.0.0.1:0
+                tls: { certificates: [{ cert: {{cert}}, key: {{key}} }] }
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [{{backend.Address}}] }]
+            admin: { address: 127.0.0.1:0 }
+            """);
+        using var admin = proxy.AdminClient();
+        var list = System.Text.Json.JsonDocument.Parse(await admin.GetStringAsync("/api/v1/certificates")).RootElement;
+        var entry = Assert.Single(list.EnumerateArray());
+        Assert.Equal(["api.test", "*.api.test"], entry.GetProperty("names").EnumerateArray().Select(n => n.GetString()));
+        Assert.Equal(["web"], entry.GetProperty("listeners").EnumerateArray().Select(n => n.GetString()));
+        Assert.Equal("CN=Fulcrum Test CA", entry.GetProperty("issuer").GetString());
+        Assert.InRange(entry.GetProperty("days_left").GetInt32(), 88, 90);
+        Assert.False(entry.TryGetProperty("problem", out _)); // none: the file on disk is what serves
+
+        var cli = await FulcrumProcess.RunAsync(["certs", "--admin", $"http://{proxy.Server.AdminEndPoint}"]);
+        Assert.True(cli.ExitCode == 0, cli.Stdout + cli.Stderr);
+        Assert.Matches(@"api\.test,\*\.api\.test\s+(88|89|90)\s+\d{4}-\d\d-\d\d \d\d:\d\d\s+CN=Fulcrum Test CA\s+file\s+web\s+\S+site\.pem\s+ok", cli.Stdout);
+
+        await System.IO.File.WriteAllTextAsync(cert, "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n");
+        var deadline = Stopwatch.StartNew();
+        string text;
+        while (!(text = await admin.GetStringAsync("/api/v1/certificates")).Contains("\"problem\"", StringComparison.Ordinal))
+        {
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(2), text);
+            await Task.Delay(20);
+        }
+        var refused = await FulcrumProcess.RunAsync(["certs", "--admin", $"http://{proxy.Server.AdminEndPoint}"]);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("REFUSED: " + cert, refused.Stdout, StringComparison.Ordinal);
+        Assert.Contains("api.test", refused.Stdout, StringComparison.Ordinal); // the old one still serves
+    }
+}
