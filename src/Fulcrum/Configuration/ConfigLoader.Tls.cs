@@ -18,6 +18,47 @@ public static partial class ConfigLoader
     private static readonly string[] AlpnProtocols = [ListenerTlsConfig.H2, ListenerTlsConfig.Http11];
     private static readonly string[] ClientAuthModes = [ClientAuthConfig.NoneMode, ClientAuthConfig.OptionalMode, ClientAuthConfig.RequiredMode];
 
+    private static readonly string[] RedirectKeys = ["port", "status"];
+    private static readonly string[] HstsKeys = ["max_age", "include_subdomains", "preload"];
+
+    private static RedirectHttpsConfig? ReadRedirectHttps(YamlMap listener)
+    {
+        if (!listener.Has("redirect_https"))
+        {
+            return null;
+        }
+        if (listener.Value("redirect_https") is YamlScalarNode scalar)
+        {
+            // "redirect_https: true" takes the defaults; false or empty: none.
+            return listener.Bool("redirect_https") == true ? new RedirectHttpsConfig(443, 308) : null;
+        }
+        var map = listener.Map("redirect_https", RedirectKeys);
+        if (map is null)
+        {
+            return null;
+        }
+        var status = map.Int("status", 300, 399) ?? 308;
+        if (!RedirectHttpsConfig.Statuses.Contains(status))
+        {
+            map.Error(map.Value("status")!, $"{map.Describe("status")}: {status} is not a redirect a browser follows with the same URL (use 301, 302, 307 or 308)");
+        }
+        if (listener.Has("tls"))
+        {
+            listener.Error(listener.Value("redirect_https")!, $"{listener.Describe("redirect_https")}: this listener has tls itself; redirect_https belongs on the cleartext listener that sends clients to it");
+        }
+        return new RedirectHttpsConfig(map.Int("port", 1, 65535) ?? 443, status);
+    }
+
+    private static HstsConfig? ReadHsts(YamlMap route)
+    {
+        var map = route.Map("hsts", HstsKeys);
+        if (map is null)
+        {
+            return null;
+        }
+        return new HstsConfig(map.Duration("max_age", allowZero: true, max: TimeSpan.FromDays(3650)) ?? TimeSpan.FromDays(365), map.Bool("include_subdomains") ?? false, map.Bool("preload") ?? false);
+    }
+
     private static ListenerTlsConfig? ReadListenerTls(YamlMap listener, string? protocol)
     {
         var map = listener.Map("tls", TlsKeys);

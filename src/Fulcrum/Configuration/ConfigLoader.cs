@@ -24,10 +24,10 @@ public static partial class ConfigLoader
     private static readonly string[] TracingKeys = ["otlp_endpoint"];
     private static readonly string[] MetricsKeys = ["enabled"];
     private static readonly string[] ShutdownKeys = ["delay", "drain_timeout"];
-    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "server", "max_connections", "limits", "timeouts", "tls"];
+    private static readonly string[] ListenerKeys = ["name", "address", "protocol", "server", "max_connections", "limits", "timeouts", "tls", "redirect_https"];
     private static readonly string[] ListenerLimitKeys = ["request_line", "headers", "header_count", "max_requests_per_connection"];
     private static readonly string[] ListenerTimeoutKeys = ["request_header", "keep_alive"];
-    private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries"];
+    private static readonly string[] RouteKeys = ["name", "match", "pool", "timeouts", "retries", "hsts"];
     private static readonly string[] RetryKeys = ["attempts", "on", "per_try_timeout", "backoff", "idempotency_header", "max_body"];
     private static readonly string[] BackoffKeys = ["base", "max"];
     private static readonly string[] BudgetKeys = ["percent", "min_concurrent"];
@@ -207,6 +207,7 @@ public static partial class ConfigLoader
                 timeouts.Duration("request_header") ?? ListenerTimeouts.Default.RequestHeader,
                 timeouts.Duration("keep_alive") ?? ListenerTimeouts.Default.KeepAlive),
             Tls = ReadListenerTls(map, protocol),
+            RedirectHttps = ReadRedirectHttps(map),
         };
         map.LocateSelf(listener);
         map.Locate(listener, "name", "name");
@@ -230,7 +231,7 @@ public static partial class ConfigLoader
         {
             return null;
         }
-        var route = new RouteConfig(name, match, pool, timeouts) { Retries = retries };
+        var route = new RouteConfig(name, match, pool, timeouts) { Retries = retries, Hsts = ReadHsts(map) };
         map.LocateSelf(route);
         map.Locate(route, "name", "name");
         map.Locate(route, "pool", "pool");

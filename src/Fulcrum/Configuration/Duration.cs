@@ -14,7 +14,10 @@ public static class Duration
     /// </summary>
     public static TimeSpan Max { get; } = TimeSpan.FromDays(24);
 
-    public static bool TryParse(string text, out TimeSpan value, out string error)
+    public static bool TryParse(string text, out TimeSpan value, out string error) => TryParse(text, Max, out value, out error);
+
+    /// <summary>Parses a duration up to <paramref name="max"/> (an age that no timer waits for, like HSTS's max-age, may be years).</summary>
+    public static bool TryParse(string text, TimeSpan max, out TimeSpan value, out string error)
     {
         value = TimeSpan.Zero;
         error = "";
@@ -68,9 +71,9 @@ public static class Duration
                     error = $"'{text}' has an unknown unit '{unit}'; use ms, s, m, h or d";
                     return false;
             }
-            if (double.IsInfinity(ms) || ms > Max.TotalMilliseconds || (total += TimeSpan.FromMilliseconds(ms)) > Max)
+            if (double.IsInfinity(ms) || ms > max.TotalMilliseconds || (total += TimeSpan.FromMilliseconds(ms)) > max)
             {
-                error = $"'{text}' is too long; the longest duration is {Format(Max)}";
+                error = $"'{text}' is too long; the longest duration is {Format(max)}";
                 return false;
             }
         }

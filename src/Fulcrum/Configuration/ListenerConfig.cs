@@ -23,6 +23,9 @@ public sealed record ListenerConfig(string Name, HostPort Address, string Protoc
     /// <summary>TLS on this listener (<c>listeners[].tls</c>); null: cleartext.</summary>
     public ListenerTlsConfig? Tls { get; init; }
 
+    /// <summary>Redirect every request to HTTPS (<c>listeners[].redirect_https</c>); null: serve them.</summary>
+    public RedirectHttpsConfig? RedirectHttps { get; init; }
+
     /// <summary>The scheme its requests are forwarded as (X-Forwarded-Proto): <c>https</c> with TLS, else <c>http</c>.</summary>
     public string Scheme => Tls is null ? "http" : "https";
 

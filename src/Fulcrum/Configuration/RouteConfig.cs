@@ -4,6 +4,9 @@ namespace Fulcrum.Configuration;
 public sealed record RouteConfig(string Name, RouteMatchConfig Match, string Pool, TimeoutsConfig Timeouts)
 {
     public RetryConfig Retries { get; init; } = RetryConfig.Unset;
+
+    /// <summary>Strict-Transport-Security on this route's responses over TLS; null: none.</summary>
+    public HstsConfig? Hsts { get; init; }
 }
 
 /// <summary>

@@ -46,6 +46,25 @@ public sealed record CertificateSourceConfig(string? Cert, string? Key, string? 
     public string Describe() => Dir is not null ? $"dir {Dir}" : $"{Cert}";
 }
 
+/// <summary>
+/// <c>listeners[].redirect_https</c>: a cleartext listener that answers every request with a
+/// redirect to the same host, path and query on HTTPS, except ACME's HTTP-01 challenges.
+/// </summary>
+public sealed record RedirectHttpsConfig(int Port, int Status)
+{
+    public static readonly int[] Statuses = [301, 302, 307, 308];
+
+    /// <summary>The path prefix that is never redirected: ACME HTTP-01 answers there (RFC 8555 §8.3).</summary>
+    public const string AcmeChallengePrefix = "/.well-known/acme-challenge/";
+}
+
+/// <summary><c>routes[].hsts</c>: the <c>Strict-Transport-Security</c> header added to the route's responses on TLS (RFC 6797).</summary>
+public sealed record HstsConfig(TimeSpan MaxAge, bool IncludeSubdomains, bool Preload)
+{
+    /// <summary>The header's value, like <c>max-age=31536000; includeSubDomains</c>.</summary>
+    public string HeaderValue => $"max-age={(long)MaxAge.TotalSeconds}{(IncludeSubdomains ? "; includeSubDomains" : "")}{(Preload ? "; preload" : "")}";
+}
+
 /// <summary>Client certificates: <c>none</c>, <c>optional</c> (asked for, verified when sent) or <c>required</c>; verified against the CAs in <see cref="Ca"/>.</summary>
 public sealed record ClientAuthConfig(string Mode, string? Ca)
 {

@@ -128,14 +128,14 @@ internal sealed class YamlMap
         }
     }
 
-    public TimeSpan? Duration(string key, bool allowZero = false)
+    public TimeSpan? Duration(string key, bool allowZero = false, TimeSpan? max = null)
     {
         var text = String(key);
         if (text is null)
         {
             return null;
         }
-        if (!Configuration.Duration.TryParse(text, out var value, out var error))
+        if (!Configuration.Duration.TryParse(text, max ?? Configuration.Duration.Max, out var value, out var error))
         {
             _context.Error(_values[key], $"{Describe(key)}: {error}");
             return null;

@@ -28,6 +28,10 @@ internal static class ErrorResponder
         exchange.SetHeader(HeaderRules.ErrorHeader, code);
         exchange.SetHeader(HeaderRules.RequestIdHeader, record.RequestId);
         exchange.SetHeader("Cache-Control", "no-store");
+        if (exchange.Hsts is { } hsts)
+        {
+            exchange.SetHeader(HeaderRules.HstsHeader, hsts);
+        }
         if (error == FulcrumError.PoolSaturated)
         {
             exchange.SetHeader("Retry-After", "1");

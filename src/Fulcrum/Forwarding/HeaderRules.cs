@@ -22,6 +22,9 @@ internal static class HeaderRules
 
     public const string RequestIdHeader = "X-Request-Id";
 
+    /// <summary>Added by routes[].hsts on TLS (RFC 6797).</summary>
+    public const string HstsHeader = "Strict-Transport-Security";
+
     /// <summary>A verified client certificate's subject, sent upstream with tls.forward_client_cert (and removed from what clients send, always).</summary>
     public const string ClientCertSubjectHeader = "X-Client-Cert-Subject";
 

@@ -152,6 +152,10 @@ internal sealed partial class HttpForwarder
             }
         }
         outgoing.SetRequestIdHeader(record);
+        if (outgoing.Hsts is { } hsts)
+        {
+            outgoing.SetHeader(HeaderRules.HstsHeader, hsts);
+        }
         if (response.Framing is BodyFraming.Chunked or BodyFraming.UntilClose)
         {
             // Streaming: send the headers now rather than with the first chunk of body, so a

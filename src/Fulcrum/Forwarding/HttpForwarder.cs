@@ -358,6 +358,10 @@ internal sealed partial class HttpForwarder
             return new ForwardResult(FulcrumError.UpstreamProtocolError, $"the backend sent an invalid response header: {badHeader}", status, false, false);
         }
         outgoing.Headers[HeaderRules.RequestIdHeader] = record.RequestId;
+        if (exchange.Hsts is { } hsts)
+        {
+            outgoing.Headers[HeaderRules.HstsHeader] = hsts;
+        }
         var length = chunked ? null : response.Content.Headers.ContentLength;
         if (length is null)
         {

@@ -36,6 +36,12 @@ internal abstract class ProxyExchange : IRequestHeaders
 
     public abstract IPAddress? RemoteIp { get; }
 
+    /// <summary>The listener's configuration as the request arrived (set by the front end); null when built without one.</summary>
+    internal Configuration.ListenerConfig? Listener { get; set; }
+
+    /// <summary>The Strict-Transport-Security value to add to this request's response (its route's, on TLS only), else null.</summary>
+    internal string? Hsts { get; set; }
+
     /// <summary>What the client's TLS connection negotiated; null on a cleartext listener.</summary>
     public abstract Tls.TlsConnection? Tls { get; }
 

@@ -174,6 +174,7 @@ internal sealed class Http1Frontend(RunRequest pipeline, Func<ListenerConfig> li
                 exchange.Begin(span, head.Length, lastOnConnection: maxRequests is { } max && served >= max);
                 input.AdvanceTo(buffer.GetPosition(head.Length));
 
+                exchange.Listener = listener();
                 await pipeline(exchange).ConfigureAwait(false);
 
                 if (!await exchange.FinishAsync().ConfigureAwait(false))

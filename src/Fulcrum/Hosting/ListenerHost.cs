@@ -106,7 +106,7 @@ internal sealed class ListenerHost : IAsyncDisposable
             listenOptions = l;
         }));
         host = new ListenerHost(config, app) { _options = listenOptions, StartedWith = config };
-        app.Run(CountedWhenLimited(host, pipeline.InvokeAsync));
+        app.Run(CountedWhenLimited(host, context => pipeline.InvokeAsync(context, host.Config)));
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -39,9 +39,12 @@ internal sealed partial class RequestPipeline
     }
 
     /// <summary>Kestrel's request delegate: a Task is allocated only for a request that has to wait.</summary>
-    public Task InvokeAsync(HttpContext context)
+    public Task InvokeAsync(HttpContext context) => InvokeAsync(context, null);
+
+    /// <summary>Kestrel's request delegate for a listener: a Task is allocated only for a request that has to wait.</summary>
+    public Task InvokeAsync(HttpContext context, Configuration.ListenerConfig? listener)
     {
-        var running = RunAsync(new KestrelExchange(context));
+        var running = RunAsync(new KestrelExchange(context) { Listener = listener });
         return running.IsCompletedSuccessfully ? Task.CompletedTask : running.AsTask();
     }
 
@@ -97,6 +100,29 @@ internal sealed partial class RequestPipeline
         }
     }
 
+    /// <summary>
+    /// <c>redirect_https</c>: the same host, path and query on HTTPS (the port left out when it is
+    /// 443). A request without a Host cannot be sent anywhere and is refused.
+    /// </summary>
+    private static async Task RedirectAsync(ProxyExchange context, RequestRecord record, Configuration.RedirectHttpsConfig redirect)
+    {
+        var host = context.RouteHost;
+        if (host.Length == 0)
+        {
+            record.Error = FulcrumError.BadRequest;
+            await ErrorResponder.WriteAsync(context, FulcrumError.BadRequest, record, "This listener redirects to HTTPS, and the request has no Host to redirect to.", []).ConfigureAwait(false);
+            return;
+        }
+        // An IPv6 literal keeps its brackets in a URL (RFC 3986 §3.2.2).
+        var authority = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
+        var location = redirect.Port == 443 ? $"https://{authority}{context.UpstreamTarget}" : $"https://{authority}:{redirect.Port}{context.UpstreamTarget}";
+        context.Status = redirect.Status;
+        context.SetHeader("Location", location);
+        context.SetHeader("Content-Length", "0");
+        context.SetRequestIdHeader(record);
+        await context.WriteBodyAsync(ReadOnlyMemory<byte>.Empty, context.Aborted).ConfigureAwait(false);
+    }
+
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     private async ValueTask HandleAsync(ProxyExchange context, RequestRecord record)
     {
@@ -120,6 +146,13 @@ internal sealed partial class RequestPipeline
             }
         }
 
+        context.Hsts = null;
+        if (context.Listener?.RedirectHttps is { } redirect && !context.Path.StartsWith(Configuration.RedirectHttpsConfig.AcmeChallengePrefix, StringComparison.Ordinal))
+        {
+            await RedirectAsync(context, record, redirect).ConfigureAwait(false);
+            return;
+        }
+
         // Read the snapshot once: a reload during this request does not change what it sees.
         var snapshot = _runtime.Current;
         var method = upgrade.EffectiveMethod(context.Method);
@@ -132,6 +165,10 @@ internal sealed partial class RequestPipeline
             return;
         }
         record.Route = route.Name;
+        if (context.Tls is not null)
+        {
+            context.Hsts = route.Hsts;
+        }
         var pool = route.Pool;
         record.Pool = pool.Name;
 

@@ -20,7 +20,11 @@ public sealed class RouteState
         _headers = [.. config.Match.Headers];
         Timeouts = ResolvedTimeouts.Resolve(config.Timeouts, pool.Config.Timeouts);
         Retry = ResolvedRetry.Resolve(config.Retries, pool.Config.Retries);
+        Hsts = config.Hsts?.HeaderValue;
     }
+
+    /// <summary>The Strict-Transport-Security value for responses on TLS, made once; null: none.</summary>
+    public string? Hsts { get; }
 
     public ResolvedRetry Retry { get; }
 

@@ -286,4 +286,59 @@ public sealed class TlsTests : ConfigFolder, IDisposable
         Assert.IsNotType<TimeoutException>(e);
         Assert.Contains("kind=\"tls_on_cleartext\"", plain.Server.ScrapeMetrics(), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Redirect_https_sends_every_request_to_https_but_acme_challenges()
+    {
+        await using var backend = await TestBackend.StartAsync("b");
+        await using var proxy = await StartAsync($$"""
+            listeners:
+              - name: web
+                address: 127.0.0.1:0
+                redirect_https: { port: 8443 }
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [{{backend.Address}}] }]
+            """);
+        var response = await RawHttp.SendAsync(proxy.EndPoint, "GET /a/b?x=1&y=%20 HTTP/1.1\r\nHost: shop.test:80\r\n\r\n");
+        Assert.Equal(308, response.Status);
+        Assert.Equal("https://shop.test:8443/a/b?x=1&y=%20", response.Header("Location"));
+        Assert.NotNull(response.Header("X-Request-Id"));
+        var acme = await RawHttp.SendAsync(proxy.EndPoint, "GET /.well-known/acme-challenge/token HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+        Assert.Equal(200, acme.Status);
+        Assert.Equal("/.well-known/acme-challenge/token", Assert.Single(backend.Seen).PathAndQuery);
+        var line = await proxy.Log.WaitForAsync(l => l.GetProperty("status").GetInt32() == 308);
+        Assert.Equal("/a/b", line.GetProperty("path").GetString());
+
+        // The default port is left out of the URL, and the status can be another redirect.
+        await System.IO.File.WriteAllTextAsync(File, (await System.IO.File.ReadAllTextAsync(File)).Replace("{ port: 8443 }", "{ status: 301 }", StringComparison.Ordinal));
+        Assert.True((await proxy.Server.ReloadAsync("test")).Success);
+        var moved = await RawHttp.SendAsync(proxy.EndPoint, "GET /x HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+        Assert.Equal(301, moved.Status);
+        Assert.Equal("https://shop.test/x", moved.Header("Location"));
+    }
+
+    [Fact]
+    public async Task Hsts_is_added_on_tls_only()
+    {
+        await using var backend = await TestBackend.StartAsync("b");
+        var pair = Pair("a", "a.example.test");
+        await using var proxy = await StartAsync($$"""
+            listeners:
+              - name: web
+                address: 127.0.0.1:0
+                tls: { certificates: [{{pair}}] }
+              - name: plain
+                address: 127.0.0.1:0
+            routes: [{ name: r, pool: p, hsts: { max_age: 365d, include_subdomains: true } }]
+            pools: [{ name: p, backends: [{{backend.Address}}] }]
+            """);
+        using var client = Client(proxy.EndPoint);
+        var secure = await client.GetAsync("https://a.example.test/");
+        Assert.Equal("max-age=31536000; includeSubDomains", string.Join(",", secure.Headers.GetValues("Strict-Transport-Security")));
+        var h2 = await client.SendAsync(new HttpRequestMessage(HttpMethod.Get, "https://a.example.test/") { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionExact });
+        Assert.Equal("max-age=31536000; includeSubDomains", string.Join(",", h2.Headers.GetValues("Strict-Transport-Security")));
+        var plain = await RawHttp.SendAsync(proxy.Server.ListenerEndPoint("plain"), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        Assert.Equal(200, plain.Status);
+        Assert.Null(plain.Header("Strict-Transport-Security"));
+    }
 }
