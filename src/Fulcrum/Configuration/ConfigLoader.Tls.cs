@@ -21,6 +21,43 @@ public static partial class ConfigLoader
     private static readonly string[] RedirectKeys = ["port", "status"];
     private static readonly string[] HstsKeys = ["max_age", "include_subdomains", "preload"];
 
+    private static readonly string[] PoolTlsKeys = ["enabled", "server_name", "ca", "verify", "client_cert", "min_version"];
+    private static readonly string[] ClientCertKeys = ["cert", "key", "key_password_file"];
+
+    /// <summary><c>pools[].tls</c>: the CA and client certificate files are read now, so a bad one is an error at its line.</summary>
+    private static UpstreamTlsConfig? ReadPoolTls(YamlMap pool)
+    {
+        var map = pool.Map("tls", PoolTlsKeys);
+        if (map is null || map.Bool("enabled") == false)
+        {
+            return null;
+        }
+        string? ca = null;
+        if (map.String("ca") is { Length: > 0 } caText)
+        {
+            ca = map.ResolvePath(caText);
+            if (ReadCa(ca) is { } problem)
+            {
+                map.Error(map.Value("ca")!, $"{map.Describe("ca")}: {problem}");
+            }
+        }
+        string? clientCert = null, clientKey = null;
+        if (map.Map("client_cert", ClientCertKeys) is { } client)
+        {
+            var cert = client.String("cert", required: true);
+            var key = client.String("key");
+            if (cert is { Length: > 0 })
+            {
+                clientCert = client.ResolvePath(cert);
+                clientKey = key is { Length: > 0 } ? client.ResolvePath(key) : clientCert;
+                Check(client, key is { Length: > 0 } ? "key" : "cert", clientCert, clientKey, null, []);
+            }
+        }
+        var serverName = map.String("server_name");
+        return new UpstreamTlsConfig(string.IsNullOrEmpty(serverName) ? null : serverName, ca, map.Bool("verify") ?? true, clientCert, clientKey,
+            map.OneOf("min_version", TlsVersions) ?? ListenerTlsConfig.Tls12);
+    }
+
     private static RedirectHttpsConfig? ReadRedirectHttps(YamlMap listener)
     {
         if (!listener.Has("redirect_https"))

@@ -32,7 +32,7 @@ public static partial class ConfigLoader
     private static readonly string[] BackoffKeys = ["base", "max"];
     private static readonly string[] BudgetKeys = ["percent", "min_concurrent"];
     private static readonly string[] MatchKeys = ["host", "path_prefix", "path", "methods", "headers"];
-    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget", "limits", "drain_timeout"];
+    private static readonly string[] PoolKeys = ["name", "balancing", "backends", "timeouts", "host_header", "health", "slow_start", "when_none_healthy", "retries", "retry_budget", "limits", "drain_timeout", "tls"];
     private static readonly string[] LimitKeys = ["max_requests", "max_connections", "max_pending", "queue_timeout", "upstream_response_headers"];
     private static readonly string[] HealthKeys = ["active", "passive"];
     private static readonly string[] ActiveKeys = ["type", "path", "method", "host", "expect_status", "expect_body", "port", "interval", "fast_interval", "timeout", "healthy_after", "unhealthy_after", "jitter"];
@@ -368,6 +368,7 @@ public static partial class ConfigLoader
             WhenNoneHealthy = whenNone,
             Retries = poolRetries,
             DrainTimeout = map.Duration("drain_timeout", allowZero: true),
+            Tls = ReadPoolTls(map),
             Limits = limits is null ? LimitsConfig.None : new LimitsConfig(
                 limits.Int("max_requests", 0, 1_000_000) ?? 0,
                 limits.Int("max_connections", 0, 1_000_000) ?? 0,

@@ -27,6 +27,9 @@ public sealed record PoolConfig(
     /// them (a WebSocket close 1001 to both sides); null for no limit: they end when their peers end them.
     /// </summary>
     public TimeSpan? DrainTimeout { get; init; }
+
+    /// <summary>TLS to the backends (<c>pools[].tls</c>); null: cleartext.</summary>
+    public UpstreamTlsConfig? Tls { get; init; }
 }
 
 /// <summary>

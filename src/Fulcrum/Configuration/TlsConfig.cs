@@ -76,3 +76,13 @@ public sealed record ClientAuthConfig(string Mode, string? Ca)
 
     public const string RequiredMode = "required";
 }
+
+/// <summary>
+/// <c>pools[].tls</c>: TLS to the pool's backends, for traffic and health checks alike. The name
+/// checked (and sent as SNI) is <see cref="ServerName"/>, else the backend's host as written;
+/// the certificate must chain to <see cref="Ca"/>, else to the system's trusted roots.
+/// </summary>
+public sealed record UpstreamTlsConfig(string? ServerName, string? Ca, bool Verify, string? ClientCert, string? ClientKey, string MinVersion)
+{
+    public string Describe() => $"tls{(ServerName is null ? "" : $" (server_name {ServerName})")}";
+}

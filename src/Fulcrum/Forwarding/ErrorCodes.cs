@@ -30,6 +30,7 @@ public static class ErrorCodes
         FulcrumError.HeadersTooLarge => "headers_too_large",
         FulcrumError.RequestHeaderTimeout => "request_header_timeout",
         FulcrumError.TlsRequired => "tls_required",
+        FulcrumError.UpstreamTlsError => "upstream_tls_error",
         _ => throw new ArgumentOutOfRangeException(nameof(error)),
     };
 
@@ -61,10 +62,13 @@ public static class ErrorCodes
         FulcrumError.HeadersTooLarge => 431,
         FulcrumError.RequestHeaderTimeout => 408,
         FulcrumError.TlsRequired => 400,
+        FulcrumError.UpstreamTlsError => 502,
         _ => 500,
     };
 
     /// <summary>True for failures where the backend never received the request: always safe to try another.</summary>
     public static bool IsConnectFailure(FulcrumError error) =>
-        error is FulcrumError.ConnectRefused or FulcrumError.ConnectTimeout or FulcrumError.ConnectFailed;
+        error is FulcrumError.ConnectRefused or FulcrumError.ConnectTimeout or FulcrumError.ConnectFailed
+            // The handshake comes before the request: the backend never saw it.
+            or FulcrumError.UpstreamTlsError;
 }

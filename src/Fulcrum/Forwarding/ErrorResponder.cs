@@ -91,6 +91,7 @@ internal static class ErrorResponder
         FulcrumError.HeadersTooLarge => "The request headers are larger or more numerous than the listener allows (listeners[].limits.headers and header_count): look for oversized cookies, or raise the limits.",
         FulcrumError.RequestHeaderTimeout => "The client took longer than listeners[].timeouts.request_header to send its request head: a slow or stalled client (or a slowloris), or raise the timeout.",
         FulcrumError.TooManyConnections => "The listener has its max_connections open: raise listeners[].max_connections, add Fulcrum nodes, or find the clients that hold connections open.",
+        FulcrumError.UpstreamTlsError => "TLS to the backend failed before the request was sent; the reason is above: fix the backend's certificate, or pools[].tls (server_name, ca, min_version, client_cert). docs/tls.md lists each reason.",
         FulcrumError.TlsRequired => "The client spoke plain HTTP to a port that speaks TLS: use an https:// URL, or send it to the listener without tls.",
         _ => "",
     };

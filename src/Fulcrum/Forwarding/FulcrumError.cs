@@ -32,4 +32,7 @@ public enum FulcrumError
 
     /// <summary>Plain HTTP sent to a listener that speaks TLS (400).</summary>
     TlsRequired,
+
+    /// <summary>TLS to the backend failed: its certificate, its name, its issuer, or the handshake (502).</summary>
+    UpstreamTlsError,
 }

@@ -46,7 +46,7 @@ internal sealed partial class HttpForwarder
             exchange = incoming.TakeUpstream()?.Reset(timer) ?? new Http1Exchange(timer);
             try
             {
-                await exchange.OpenAsync(backend.Connections, poolConfig.Limits.MaxConnections, timeouts.Connect, fresh).ConfigureAwait(false);
+                await exchange.OpenAsync(backend.Connections, poolConfig.Limits.MaxConnections, timeouts.Connect, fresh, route.Pool.Tls).ConfigureAwait(false);
                 await exchange.SendAsync(incoming, poolConfig, backend, record, body).ConfigureAwait(false);
                 await exchange.ReadHeadAsync(headRequest, poolConfig.Limits.UpstreamResponseHeaders).ConfigureAwait(false);
                 break;

@@ -58,7 +58,7 @@ internal sealed partial class HttpForwarder
         var context = exchange.Context;
         var timeouts = route.Timeouts;
         var timer = new ForwardingTimer(context.RequestAborted, timeouts.Idle);
-        var request = CreateRequest(context, route.Pool.Config, backend, timeouts, options, timer, record);
+        var request = CreateRequest(context, route.Pool.Config, backend, timeouts, options, timer, record, route.Pool.Tls);
         var content = request.Content as StreamingRequestContent;
         if (content is null)
         {
@@ -135,7 +135,7 @@ internal sealed partial class HttpForwarder
         }
     }
 
-    private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, AttemptOptions options, ForwardingTimer timer, RequestRecord record)
+    private static UpstreamRequest CreateRequest(HttpContext context, PoolConfig pool, BackendState backend, ResolvedTimeouts timeouts, AttemptOptions options, ForwardingTimer timer, RequestRecord record, UpstreamTls? tls)
     {
         var incoming = context.Request;
         var uri = new Uri(backend.BaseUri + RequestTarget.PathAndQuery(incoming, context.Features.Get<IHttpRequestFeature>()?.RawTarget), in RawUri);
@@ -147,6 +147,7 @@ internal sealed partial class HttpForwarder
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
             ConnectTimeout = timeouts.Connect,
+            Tls = tls,
         };
 
         // A body goes upstream when the client sent one (Content-Length or chunked), and an

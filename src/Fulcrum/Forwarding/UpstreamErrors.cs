@@ -47,6 +47,14 @@ internal static class UpstreamErrors
         {
             return (FulcrumError.UpstreamProtocolError, invalid.Message);
         }
+        if (Find<UpstreamTlsException>(exception) is { } tls)
+        {
+            return (FulcrumError.UpstreamTlsError, $"TLS to the backend failed: {tls.Message}");
+        }
+        if (exception is HttpRequestException { HttpRequestError: HttpRequestError.SecureConnectionError })
+        {
+            return (FulcrumError.UpstreamTlsError, $"TLS to the backend failed: {Innermost(exception).Message}");
+        }
         if (Find<UpstreamConnectTimeoutException>(exception) is { } connectTimeout)
         {
             return (FulcrumError.ConnectTimeout, $"no connection within {Duration.Format(connectTimeout.Timeout)} (connect timeout)");
@@ -97,7 +105,7 @@ internal static class UpstreamErrors
         ? (FulcrumError.ClientTimeout, $"the client sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)")
         : (FulcrumError.IdleTimeout, $"the backend sent or read nothing for {Duration.Format(timer.Armed)} (idle timeout)");
 
-    private static T? Find<T>(Exception? exception)
+    internal static T? Find<T>(Exception? exception)
         where T : Exception
     {
         for (var e = exception; e is not null; e = e.InnerException)

@@ -63,6 +63,14 @@ internal static class UpstreamHandlerFactory
             try
             {
                 await socket.ConnectAsync(context.DnsEndPoint, timeoutSource.Token).ConfigureAwait(false);
+                if (request?.Tls is { } tls)
+                {
+                    // TLS under the handler: it sees a plain stream to an http:// URI, so its
+                    // pool, its parser and Fulcrum's own pool share one way to verify a backend.
+                    var ssl = await tls.AuthenticateAsync(socket, context.DnsEndPoint.Host, timeoutSource.Token).ConfigureAwait(false);
+                    Connected(request, started);
+                    return new SocketOwningStream(ssl, socket);
+                }
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -78,11 +86,16 @@ internal static class UpstreamHandlerFactory
             }
             throw;
         }
+        Connected(request, started);
+        return new NetworkStream(socket, ownsSocket: true);
+    }
+
+    private static void Connected(UpstreamRequest? request, long started)
+    {
         if (request is not null)
         {
             request.Connecting = false;
             request.ConnectTicks = Stopwatch.GetTimestamp() - started;
         }
-        return new NetworkStream(socket, ownsSocket: true);
     }
 }

@@ -16,6 +16,9 @@ internal sealed class UpstreamRequest : HttpRequestMessage
 
     public TimeSpan ConnectTimeout { get; init; }
 
+    /// <summary>TLS to the backend (the pool's <c>tls</c>); the connect callback does the handshake, so the URI stays http://.</summary>
+    public UpstreamTls? Tls { get; init; }
+
     /// <summary>True while the connect callback is opening a connection for this request.</summary>
     public bool Connecting { get; set; }
 

@@ -27,6 +27,37 @@ internal sealed class NetworkHealthProbe : IHealthProbe, IDisposable
 
     public NetworkHealthProbe(TimeProvider time) => _time = time;
 
+    // One handler per pool TLS settings, kept while the settings live (a reload makes new ones).
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<Forwarding.UpstreamTls, HttpMessageInvoker> _tlsClients = [];
+
+    /// <summary>
+    /// The client for a probe: the shared one, or for a pool with <c>tls</c> one whose connect
+    /// callback makes the same verified handshake as traffic does (the URI stays http://).
+    /// </summary>
+    private HttpMessageInvoker ClientFor(Forwarding.UpstreamTls? tls) => tls is null ? _client : _tlsClients.GetValue(tls, static t => new HttpMessageInvoker(new SocketsHttpHandler
+    {
+        UseProxy = false,
+        AllowAutoRedirect = false,
+        UseCookies = false,
+        ActivityHeadersPropagator = null,
+        PooledConnectionIdleTimeout = TimeSpan.FromSeconds(30),
+        ConnectCallback = async (context, token) =>
+        {
+            var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(context.DnsEndPoint, token).ConfigureAwait(false);
+                var ssl = await t.AuthenticateAsync(socket, context.DnsEndPoint.Host, token).ConfigureAwait(false);
+                return new Forwarding.SocketOwningStream(ssl, socket);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        },
+    }));
+
     public async Task<ProbeResult> ProbeAsync(ActiveHealthConfig config, BackendState backend, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
@@ -43,6 +74,10 @@ internal sealed class NetworkHealthProbe : IHealthProbe, IDisposable
         {
             return Fail($"health check timed out after {Duration.Format(config.Timeout)} ({what})", null, started);
         }
+        catch (Exception e) when (Forwarding.UpstreamErrors.Find<Forwarding.UpstreamTlsException>(e) is { } tls)
+        {
+            return Fail($"TLS to the backend failed: {tls.Message}", null, started);
+        }
         catch (Exception e) when (e is HttpRequestException or SocketException or IOException)
         {
             return Fail(Describe(e), null, started);
@@ -55,7 +90,7 @@ internal sealed class NetworkHealthProbe : IHealthProbe, IDisposable
         using var request = new HttpRequestMessage(target.Method, target.Uri) { Version = HttpVersion.Version11 };
         request.Headers.TryAddWithoutValidation("Host", target.Host);
         request.Headers.TryAddWithoutValidation("User-Agent", "fulcrum-health-check");
-        using var response = await _client.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        using var response = await ClientFor(backend.Owner?.Tls).SendAsync(request, cancellationToken).ConfigureAwait(false);
         var status = (int)response.StatusCode;
         if (!config.Accepts(status))
         {

@@ -51,6 +51,9 @@ public sealed class BackendState
     /// <summary><c>host:port</c> (the port left out when 80), the Host header when the pool sends the backend's own.</summary>
     public string Authority { get; }
 
+    /// <summary>The pool it serves in (set when it joins one): health probes take its TLS settings from there.</summary>
+    internal PoolState? Owner { get; set; }
+
     /// <summary>Fulcrum's kept-alive HTTP/1.1 connections to this backend.</summary>
     internal Forwarding.Http1.Http1ConnectionPool Connections { get; }
 

@@ -25,7 +25,8 @@ public sealed class PoolState : IDisposable
         _invoker = invoker;
         Time = time ?? TimeProvider.System;
         _policy = BalancingPolicies.Get(config.Balancing);
-        _backends = [.. config.Backends.Select(b => new BackendState(config.Name, b, Time, config.SlowStart))];
+        _backends = [.. config.Backends.Select(b => new BackendState(config.Name, b, Time, config.SlowStart) { Owner = this })];
+        _tls = config.Tls is null ? null : new Forwarding.UpstreamTls(config.Tls);
         UpdateLimits();
     }
 
@@ -37,6 +38,11 @@ public sealed class PoolState : IDisposable
     public IBalancingPolicy Policy => Volatile.Read(ref _policy);
 
     public HttpMessageInvoker Invoker => Volatile.Read(ref _invoker);
+
+    private Forwarding.UpstreamTls? _tls;
+
+    /// <summary>TLS to the backends (<c>pools[].tls</c>), as the configuration says now; null: cleartext.</summary>
+    internal Forwarding.UpstreamTls? Tls => Volatile.Read(ref _tls);
 
     /// <summary>
     /// Takes a reloaded configuration for this pool. The backends, their health and counters, and
@@ -53,7 +59,12 @@ public sealed class PoolState : IDisposable
             Volatile.Write(ref _policy, BalancingPolicies.Get(config.Balancing));
         }
         UpdateLimits();
-        if (old.Limits.MaxConnections != config.Limits.MaxConnections || old.Limits.UpstreamResponseHeaders != config.Limits.UpstreamResponseHeaders)
+        if (!Equals(old.Tls, config.Tls))
+        {
+            // New connections use the new settings; idle ones made with the old are passed over.
+            Volatile.Write(ref _tls, config.Tls is null ? null : new Forwarding.UpstreamTls(config.Tls));
+        }
+        if (old.Limits.MaxConnections != config.Limits.MaxConnections || old.Limits.UpstreamResponseHeaders != config.Limits.UpstreamResponseHeaders || !Equals(old.Tls, config.Tls))
         {
             return Interlocked.Exchange(ref _invoker, Forwarding.UpstreamHandlerFactory.CreateInvoker(config.Limits));
         }
@@ -210,6 +221,7 @@ public sealed class PoolState : IDisposable
     /// <summary>Adds a backend (caller holds <see cref="HealthLock"/>).</summary>
     internal void AddBackend(BackendState backend)
     {
+        backend.Owner = this;
         Volatile.Write(ref _backends, [.. _backends, backend]);
         UpdateLimits();
     }
@@ -253,6 +265,10 @@ public sealed class PoolState : IDisposable
     /// <summary>Backends of a reload, in the file's order (caller holds <see cref="HealthLock"/>).</summary>
     internal void ReplaceBackends(BackendState[] backends)
     {
+        foreach (var b in backends)
+        {
+            b.Owner = this;
+        }
         Volatile.Write(ref _backends, backends);
         UpdateLimits();
     }

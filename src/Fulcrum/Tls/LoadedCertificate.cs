@@ -14,7 +14,7 @@ internal sealed class LoadedCertificate
     {
         Leaf = leaf;
         File = file;
-        Names = NamesOf(leaf);
+        Names = CertificateNames.Of(leaf);
         Sha256 = Convert.ToHexStringLower(leaf.GetCertHash(System.Security.Cryptography.HashAlgorithmName.SHA256));
         Context = SslStreamCertificateContext.Create(leaf, chain, offline: true);
     }
@@ -37,8 +37,12 @@ internal sealed class LoadedCertificate
 
     /// <summary>The name shown for it: its first DNS name, else its subject.</summary>
     public string Name => Names.Count > 0 ? Names[0] : Leaf.Subject;
+}
 
-    private static string[] NamesOf(X509Certificate2 leaf)
+/// <summary>A certificate's DNS names: subject alternative names, else the subject's CN, lower case.</summary>
+internal static class CertificateNames
+{
+    public static string[] Of(X509Certificate2 leaf)
     {
         var names = new List<string>();
         foreach (var extension in leaf.Extensions)

@@ -42,7 +42,14 @@ public sealed class TestBackend : IAsyncDisposable
 
     public SeenRequest Last => _seen.Last();
 
-    public static async Task<TestBackend> StartAsync(string name = "backend", RequestDelegate? handler = null, int port = 0, bool latin1Headers = false)
+    /// <param name="name">What it answers by default.</param>
+    /// <param name="handler">Its answer; by default its name.</param>
+    /// <param name="port">0: any free port.</param>
+    /// <param name="latin1Headers">Header values as Latin-1 both ways.</param>
+    /// <param name="tls">Serve HTTPS with this certificate (and its key).</param>
+    /// <param name="clientCertificate">With <paramref name="tls"/>: ask for a client certificate and record its subject in the X-Seen-Client-Cert request header seen.</param>
+    public static async Task<TestBackend> StartAsync(string name = "backend", RequestDelegate? handler = null, int port = 0, bool latin1Headers = false,
+        System.Security.Cryptography.X509Certificates.X509Certificate2? tls = null, bool clientCertificate = false)
     {
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.SetMinimumLevel(LogLevel.Critical);
@@ -54,7 +61,19 @@ public sealed class TestBackend : IAsyncDisposable
                 k.RequestHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
                 k.ResponseHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
             }
-            k.Listen(IPAddress.Loopback, port, l => l.Protocols = HttpProtocols.Http1);
+            k.Listen(IPAddress.Loopback, port, l =>
+            {
+                l.Protocols = HttpProtocols.Http1;
+                if (tls is not null)
+                {
+                    l.UseHttps(new Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions
+                    {
+                        ServerCertificate = tls,
+                        ClientCertificateMode = clientCertificate ? Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate : Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.NoCertificate,
+                        ClientCertificateValidation = (_, _, _) => true,
+                    });
+                }
+            });
         });
         var app = builder.Build();
         var backend = new TestBackend(name, app);
@@ -66,6 +85,10 @@ public sealed class TestBackend : IAsyncDisposable
             foreach (var h in context.Request.Headers)
             {
                 headers[h.Key] = h.Value.ToString();
+            }
+            if (context.Connection.ClientCertificate is { } peer)
+            {
+                headers["X-Seen-Client-Cert"] = peer.Subject;
             }
             backend._seen.Enqueue(new SeenRequest(context.Request.Method, context.Request.Path + context.Request.QueryString, headers, context.Request.Protocol));
             Interlocked.Increment(ref backend._count);

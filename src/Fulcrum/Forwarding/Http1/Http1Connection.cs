@@ -19,6 +19,7 @@ internal sealed class Http1Connection : IDisposable
     internal const int MaxHeadSize = 64 * 1024;
 
     private readonly Socket _socket;
+    private readonly System.Net.Security.SslStream? _tls; // all reads and writes go through it when set
     private byte[] _receive = new byte[BufferSize];
     private int _start;
     private int _end;
@@ -26,11 +27,18 @@ internal sealed class Http1Connection : IDisposable
     private bool _readingAhead;
     private int _disposed;
 
-    public Http1Connection(Socket socket, Http1ConnectionPool pool)
+    public Http1Connection(Socket socket, Http1ConnectionPool pool, System.Net.Security.SslStream? tls = null, UpstreamTls? settings = null)
     {
         _socket = socket;
+        _tls = tls;
+        Tls = settings;
         Pool = pool;
     }
+
+    /// <summary>The TLS settings it was made with (null: cleartext); a pool whose settings changed passes it over.</summary>
+    public UpstreamTls? Tls { get; }
+
+    private ValueTask<int> Receive(Memory<byte> into) => _tls is null ? _socket.ReceiveAsync(into, SocketFlags.None) : _tls.ReadAsync(into);
 
     public Http1ConnectionPool Pool { get; }
 
@@ -97,7 +105,7 @@ internal sealed class Http1Connection : IDisposable
                 throw new HttpRequestException(HttpRequestError.ConfigurationLimitExceeded, $"the response head is larger than {limit / 1024} KiB");
             }
         }
-        var read = await _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None).ConfigureAwait(false);
+        var read = await Receive(_receive.AsMemory(_end)).ConfigureAwait(false);
         _end += read;
         return read;
     }
@@ -109,12 +117,17 @@ internal sealed class Http1Connection : IDisposable
     public ValueTask<int> ReceiveAsync(Memory<byte> destination)
     {
         System.Diagnostics.Debug.Assert(!_readingAhead && _start == _end, "a body read while the head's bytes are unread");
-        return _socket.ReceiveAsync(destination, SocketFlags.None);
+        return Receive(destination);
     }
 
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
     public async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
     {
+        if (_tls is not null)
+        {
+            await _tls.WriteAsync(bytes).ConfigureAwait(false);
+            return;
+        }
         while (!bytes.IsEmpty)
         {
             var sent = await _socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
@@ -132,10 +145,10 @@ internal sealed class Http1Connection : IDisposable
         IdleSince = Environment.TickCount64;
         try
         {
-            _readAhead = _socket.ReceiveAsync(_receive.AsMemory(), SocketFlags.None);
+            _readAhead = Receive(_receive.AsMemory());
             _readingAhead = true;
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
         {
             Dispose();
         }
@@ -156,7 +169,7 @@ internal sealed class Http1Connection : IDisposable
             {
                 _readAhead.GetAwaiter().GetResult();
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
             {
                 // Observed; the connection goes.
             }
@@ -176,7 +189,9 @@ internal sealed class Http1Connection : IDisposable
         }
         try
         {
+            // The socket first: a pending TLS read or write fails at once rather than waiting.
             _socket.Dispose();
+            _tls?.Dispose();
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {

@@ -25,8 +25,11 @@ internal sealed class Http1ConnectionPool : IDisposable
     private bool _disposed;
     private Timer? _reaper;
 
+    private readonly string _host;
+
     public Http1ConnectionPool(HostPort endpoint)
     {
+        _host = endpoint.Host;
         _endPoint = endpoint.Ip is { } ip ? new IPEndPoint(ip, endpoint.Port) : new DnsEndPoint(endpoint.Host, endpoint.Port);
     }
 
@@ -36,7 +39,7 @@ internal sealed class Http1ConnectionPool : IDisposable
     /// back). With <paramref name="fresh"/>, idle connections are passed over.
     /// </summary>
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder<>))]
-    public async ValueTask<Http1Connection?> RentAsync(int maxConnections, bool fresh, CancellationToken cancellationToken)
+    public async ValueTask<Http1Connection?> RentAsync(int maxConnections, bool fresh, CancellationToken cancellationToken, UpstreamTls? tls = null)
     {
         while (true)
         {
@@ -45,7 +48,7 @@ internal sealed class Http1ConnectionPool : IDisposable
             {
                 while (!fresh && _idle.TryPop(out var idle))
                 {
-                    if (idle.StillUsable())
+                    if (idle.StillUsable() && ReferenceEquals(idle.Tls, tls))
                     {
                         return idle;
                     }
@@ -94,8 +97,9 @@ internal sealed class Http1ConnectionPool : IDisposable
     }
 
     /// <summary>Opens a connection in the place <see cref="RentAsync"/> gave; the place is given back if it fails.</summary>
-    public async ValueTask<Http1Connection> ConnectAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    public async ValueTask<Http1Connection> ConnectAsync(TimeSpan timeout, CancellationToken cancellationToken, UpstreamTls? tls = null)
     {
+        System.Net.Security.SslStream? ssl = null;
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
@@ -104,6 +108,11 @@ internal sealed class Http1ConnectionPool : IDisposable
             try
             {
                 await socket.ConnectAsync(_endPoint, timeoutSource.Token).ConfigureAwait(false);
+                if (tls is not null)
+                {
+                    // The handshake is part of connecting: the connect timeout covers both.
+                    ssl = await tls.AuthenticateAsync(socket, _host, timeoutSource.Token).ConfigureAwait(false);
+                }
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -121,7 +130,7 @@ internal sealed class Http1ConnectionPool : IDisposable
             Release();
             throw;
         }
-        return new Http1Connection(socket, this);
+        return new Http1Connection(socket, this, ssl, tls);
     }
 
     /// <summary>

@@ -87,16 +87,16 @@ internal sealed class Http1Exchange : IDisposable
 
     /// <summary>Takes a pooled connection or opens one, and ties it to the timer.</summary>
     [AsyncMethodBuilder(typeof(PooledValueTaskMethodBuilder))]
-    public async ValueTask OpenAsync(Http1ConnectionPool pool, int maxConnections, TimeSpan connectTimeout, bool fresh)
+    public async ValueTask OpenAsync(Http1ConnectionPool pool, int maxConnections, TimeSpan connectTimeout, bool fresh, UpstreamTls? tls = null)
     {
         var token = _timer.Token;
-        var connection = await pool.RentAsync(maxConnections, fresh, token).ConfigureAwait(false);
+        var connection = await pool.RentAsync(maxConnections, fresh, token, tls).ConfigureAwait(false);
         OnReusedConnection = connection is not null;
         if (connection is null)
         {
             var started = Stopwatch.GetTimestamp();
             Connecting = true;
-            connection = await pool.ConnectAsync(connectTimeout, token).ConfigureAwait(false);
+            connection = await pool.ConnectAsync(connectTimeout, token, tls).ConfigureAwait(false);
             Connecting = false;
             ConnectTicks = Stopwatch.GetTimestamp() - started;
         }
