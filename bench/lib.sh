@@ -44,3 +44,16 @@ backends_conf() {
   done
   nginx_conf "$dir" backends "${servers%$'\n'}"
 }
+
+# wait_port PORT: waits up to 10 s for 127.0.0.1:PORT to accept a connection, else exits.
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# cpu_of PID: CPU ticks (user + system) of a process and its children, from /proc.
+cpu_of() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$total"
+}

@@ -155,22 +155,12 @@ if [ "${CEILING:-0}" = 1 ]; then
   pid_of[ceiling]=$ceiling_pid
 fi
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 for p in $B1 $B2 $P_NGINX $P_HAPROXY $P_YARP $P_FULCRUM $P_OBSERVED ${alt_pid:+$P_ALT} ${ceiling_pid:+$P_CEILING}; do wait_port "$p"; done
 for p in $P_NGINX $P_HAPROXY $P_YARP $P_FULCRUM $P_OBSERVED; do
   body=$(curl -s "http://127.0.0.1:$p/") || true
   [ "$body" = "hello world!" ] || { echo "port $p answered '$body'" >&2; exit 1; }
 done
 
-# CPU seconds (user+system) of a process and its children, from /proc.
-cpu_of() {
-  local total=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 tick=$(getconf CLK_TCK)
 
 # One wrk run: prints "rps p50_ms p99_ms cpu_seconds_per_100k".

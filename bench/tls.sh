@@ -70,7 +70,6 @@ CONF
 env ${FULCRUM_ENV:-} "$work/fulcrum/fulcrum" run -c "$work/fulcrum.yaml" 2>"$work/fulcrum.err" & pids+=($!); fulcrum_pid=$!
 declare -A pid_of=([nginx]=$nginx_pid [fulcrum]=$fulcrum_pid) port_of=([nginx]=$P_NGINX [fulcrum]=$P_FULCRUM)
 
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 for p in $B1 $B2 $P_NGINX $P_FULCRUM; do wait_port "$p"; done
 for t in nginx fulcrum; do
   body=$(curl -sk "https://127.0.0.1:${port_of[$t]}/") || true
@@ -79,14 +78,6 @@ for t in nginx fulcrum; do
   echo "$t: $version" >&2
 done
 
-cpu_of() {
-  local total=0 p
-  for p in "$1" $(pgrep -P "$1" || true); do
-    [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 tick=$(getconf CLK_TCK)
 
 # measure TARGET CONNECTIONS [wrk args]: prints "rps p99_ms cpu_seconds_per_100k errors".
@@ -143,4 +134,4 @@ report="$work/report.md"
 } >"$report"
 cat "$report"
 mkdir -p bench/results
-cp "$report" "bench/results/$(date -u '+%Y-%m-%d-%H%M')-tls-$commit.md"
+cp "$report" "bench/results/$(date -u '+%Y-%m-%dT%H%M')-tls-$commit.md"
