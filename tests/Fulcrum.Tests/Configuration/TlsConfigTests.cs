@@ -164,4 +164,23 @@ public sealed class TlsConfigTests : IDisposable
         File.WriteAllText(notCa, "hello\n");
         Assert.Contains(Load(certificates + $"\n      client_auth: {{ mode: required, ca: {notCa} }}").Errors, e => e.Message.Contains("holds no certificate", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task Fulcrum_check_passes_an_expired_certificate_with_a_warning_at_its_line()
+    {
+        var (cert, key) = Pair("old", DateTimeOffset.UtcNow.AddDays(-2));
+        var path = Path.Combine(_dir, "check.yaml");
+        File.WriteAllText(path, $$"""
+            listeners:
+              - name: web
+                address: 127.0.0.1:8443
+                tls: { certificates: [{ cert: {{cert}}, key: {{key}} }] }
+            routes: [{ name: r, pool: p }]
+            pools: [{ name: p, backends: [127.0.0.1:9000] }]
+            """);
+        var (code, stdout, stderr) = await FulcrumProcess.RunAsync("check", "--config", path);
+        Assert.Equal(0, code);
+        Assert.Contains("configuration is valid", stdout, StringComparison.Ordinal);
+        Assert.Matches(@"check\.yaml:4:\d+: warning: .*expired on", stderr);
+    }
 }
