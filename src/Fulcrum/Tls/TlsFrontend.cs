@@ -96,7 +96,8 @@ internal sealed class TlsFrontend(Func<ListenerConfig> listener, CertificateCata
             {
                 await ssl.AuthenticateAsServerAsync(settings.Options(certificate, client), deadline.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or System.ComponentModel.Win32Exception)
+            catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or System.ComponentModel.Win32Exception
+                or ObjectDisposedException or InvalidOperationException or System.Security.Cryptography.CryptographicException)
             {
                 var (result, words) = HandshakeFailure.Classify(e, deadline.IsCancellationRequested, tls, clientSentCertificate: client.Sent);
                 Fail(name, result, $"{words} (SNI {hello.ServerName ?? "none"})");
@@ -225,8 +226,17 @@ internal sealed class TlsFrontend(Func<ListenerConfig> listener, CertificateCata
             _alpn = [.. tls.Alpn.Select(p => p == ListenerTlsConfig.H2 ? SslApplicationProtocol.Http2 : SslApplicationProtocol.Http11)];
             if (tls.ClientAuth.Ca is { } ca)
             {
-                _clientCas = new X509Certificate2Collection();
-                _clientCas.ImportFromPemFile(ca);
+                try
+                {
+                    _clientCas = new X509Certificate2Collection();
+                    _clientCas.ImportFromPemFile(ca);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+                {
+                    // It parsed when the configuration was loaded and has broken since: no client
+                    // certificate verifies (client_certificate_rejected) until a reload reads it again.
+                    _clientCas = null;
+                }
             }
         }
 
