@@ -41,7 +41,7 @@ public static partial class ConfigLoader
                 map.Error(map.Value("ca")!, $"{map.Describe("ca")}: {problem}");
             }
         }
-        string? clientCert = null, clientKey = null;
+        string? clientCert = null, clientKey = null, clientPassword = null;
         if (map.Map("client_cert", ClientCertKeys) is { } client)
         {
             var cert = client.String("cert", required: true);
@@ -50,12 +50,13 @@ public static partial class ConfigLoader
             {
                 clientCert = client.ResolvePath(cert);
                 clientKey = key is { Length: > 0 } ? client.ResolvePath(key) : clientCert;
-                Check(client, key is { Length: > 0 } ? "key" : "cert", clientCert, clientKey, null, []);
+                clientPassword = client.String("key_password_file") is { Length: > 0 } pw ? client.ResolvePath(pw) : null;
+                Check(client, key is { Length: > 0 } ? "key" : "cert", clientCert, clientKey, clientPassword, []);
             }
         }
         var serverName = map.String("server_name");
         return new UpstreamTlsConfig(string.IsNullOrEmpty(serverName) ? null : serverName, ca, map.Bool("verify") ?? true, clientCert, clientKey,
-            map.OneOf("min_version", TlsVersions) ?? ListenerTlsConfig.Tls12);
+            map.OneOf("min_version", TlsVersions) ?? ListenerTlsConfig.Tls12) { ClientKeyPasswordFile = clientPassword };
     }
 
     private static RedirectHttpsConfig? ReadRedirectHttps(YamlMap listener)

@@ -84,5 +84,8 @@ public sealed record ClientAuthConfig(string Mode, string? Ca)
 /// </summary>
 public sealed record UpstreamTlsConfig(string? ServerName, string? Ca, bool Verify, string? ClientCert, string? ClientKey, string MinVersion)
 {
+    /// <summary>The client key's password file, for an encrypted key.</summary>
+    public string? ClientKeyPasswordFile { get; init; }
+
     public string Describe() => $"tls{(ServerName is null ? "" : $" (server_name {ServerName})")}";
 }

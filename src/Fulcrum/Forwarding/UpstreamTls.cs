@@ -31,7 +31,7 @@ internal sealed class UpstreamTls
         }
         if (config.ClientCert is { } cert)
         {
-            var contents = Tls.CertificateFiles.Read(cert, config.ClientKey ?? cert, null, out var error)
+            var contents = Tls.CertificateFiles.Read(cert, config.ClientKey ?? cert, config.ClientKeyPasswordFile, out var error)
                 ?? throw new IOException(error);
             var loaded = Tls.CertificateFiles.Load(cert, config.ClientKey ?? cert, contents, out error) ?? throw new IOException(error);
             _clientCertificates = [loaded.Leaf];
@@ -66,6 +66,12 @@ internal sealed class UpstreamTls
         {
             await ssl.DisposeAsync().ConfigureAwait(false);
             throw new UpstreamTlsException(verdict.Problem ?? Describe(e), e);
+        }
+        catch
+        {
+            // A timeout or the client leaving: the caller says which; the handshake's state goes now.
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw;
         }
     }
 

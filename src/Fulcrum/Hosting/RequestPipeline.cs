@@ -113,8 +113,8 @@ internal sealed partial class RequestPipeline
             await ErrorResponder.WriteAsync(context, FulcrumError.BadRequest, record, "This listener redirects to HTTPS, and the request has no Host to redirect to.", []).ConfigureAwait(false);
             return;
         }
-        // An IPv6 literal keeps its brackets in a URL (RFC 3986 §3.2.2).
-        var authority = host.Contains(':', StringComparison.Ordinal) ? $"[{host}]" : host;
+        // An IPv6 literal keeps its brackets in a URL (RFC 3986 §3.2.2); the routed host has them already.
+        var authority = host.Contains(':', StringComparison.Ordinal) && !host.StartsWith('[') ? $"[{host}]" : host;
         var location = redirect.Port == 443 ? $"https://{authority}{context.UpstreamTarget}" : $"https://{authority}:{redirect.Port}{context.UpstreamTarget}";
         context.Status = redirect.Status;
         context.SetHeader("Location", location);

@@ -28,6 +28,10 @@ internal readonly record struct ClientHello(ClientHelloStatus Status, string? Se
         {
             return new(ClientHelloStatus.NotTls, null, NoProtocols, $"the first byte is 0x{first:x2}, not a TLS handshake record (0x16)");
         }
+        if (!Whole(buffer))
+        {
+            return new(ClientHelloStatus.NeedMore, null, NoProtocols);
+        }
         // Gather the handshake message from as many records as it spans.
         var handshake = new ArrayBufferWriter<byte>(512);
         var reader = new SequenceReader<byte>(buffer);
@@ -80,6 +84,48 @@ internal readonly record struct ClientHello(ClientHelloStatus Status, string? Se
             }
         }
         return ParseBody(handshake.WrittenSpan[4..needed]);
+    }
+
+    /// <summary>
+    /// Whether the records holding the whole ClientHello have arrived, read from their headers
+    /// alone: a client that trickles its hello a byte at a time costs a header walk per read,
+    /// not a copy of all it sent so far. Anything odd answers true, for the full parse to name it.
+    /// </summary>
+    private static bool Whole(ReadOnlySequence<byte> buffer)
+    {
+        var scan = new SequenceReader<byte>(buffer);
+        long have = 0, need = -1;
+        Span<byte> head = stackalloc byte[4];
+        while (need < 0 || have < need)
+        {
+            if (scan.Remaining < 5)
+            {
+                return false;
+            }
+            scan.TryRead(out var type);
+            scan.Advance(2);
+            scan.TryReadBigEndian(out short length);
+            if (type != 0x16 || length < 4 || length > 16384 + 256)
+            {
+                return true;
+            }
+            if (scan.Remaining < length)
+            {
+                return false;
+            }
+            if (need < 0)
+            {
+                scan.UnreadSequence.Slice(0, 4).CopyTo(head);
+                need = 4 + ((head[1] << 16) | (head[2] << 8) | head[3]);
+                if (head[0] != 1 || need > MaxLength)
+                {
+                    return true;
+                }
+            }
+            have += length;
+            scan.Advance(length);
+        }
+        return true;
     }
 
     private static ClientHello Malformed(string problem) => new(ClientHelloStatus.Malformed, null, NoProtocols, problem);

@@ -61,6 +61,11 @@ internal sealed class TlsFrontend(Func<ListenerConfig> listener, CertificateCata
                 }
             }
         }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            Fail(name, "client_closed", $"the connection broke before the ClientHello was whole ({e.Message})");
+            return;
+        }
         catch (OperationCanceledException)
         {
             Fail(name, "timeout", $"no ClientHello within {config.Timeouts.RequestHeader.TotalSeconds:0.###} s (listeners[].timeouts.request_header)");

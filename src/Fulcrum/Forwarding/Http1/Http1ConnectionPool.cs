@@ -85,7 +85,8 @@ internal sealed class Http1ConnectionPool : IDisposable
             }
             if (handed is not null)
             {
-                if (handed.StillUsable())
+                // Made under other TLS settings (a reload changed pools[].tls): closed, not reused.
+                if (handed.StillUsable() && ReferenceEquals(handed.Tls, tls))
                 {
                     return handed;
                 }
