@@ -57,3 +57,17 @@ cpu_of() {
   done
   echo "$total"
 }
+
+# bench_workdir NAME: sets $work to a new folder /tmp/NAME.XXXXXX and starts the array pids; on
+# exit, every process in pids is stopped and the folder removed. Only processes the script
+# started are ever stopped.
+bench_workdir() {
+  work=$(mktemp -d "/tmp/$1.XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}

@@ -55,14 +55,8 @@ need_tools nginx haproxy wrk
 NGINX=$(tool_path nginx)
 HAPROXY=$(tool_path haproxy)
 
-work=$(mktemp -d /tmp/fulcrum-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# The run's folder and the processes it starts ("pids+=($!)"), both gone when it exits.
+bench_workdir fulcrum-bench
 
 if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then LB_CPU="taskset -c 1"; LOAD_CPU="taskset -c 0"; PINNED="balancer pinned to core 1, wrk and backends to core 0"
 else LB_CPU=""; LOAD_CPU=""; PINNED="nothing pinned; nginx 1 worker, HAProxy 1 thread, Fulcrum runtime defaults"; fi

@@ -27,14 +27,8 @@ B1=19111 B2=19112 P_NGINX=19211 P_FULCRUM=19213
 need_tools nginx wrk
 NGINX=$(tool_path nginx)
 
-work=$(mktemp -d /tmp/fulcrum-tls-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# The run's folder and the processes it starts ("pids+=($!)"), both gone when it exits.
+bench_workdir fulcrum-tls-bench
 
 echo "building fulcrum (Release)..." >&2
 dotnet publish src/Fulcrum.Cli -c Release -o "$work/fulcrum" --nologo -v quiet >/dev/null

@@ -65,7 +65,7 @@ public static partial class ConfigLoader
         {
             return null;
         }
-        if (listener.Value("redirect_https") is YamlScalarNode scalar)
+        if (listener.Value("redirect_https") is YamlScalarNode)
         {
             // "redirect_https: true" takes the defaults; false or empty: none.
             return listener.Bool("redirect_https") == true ? new RedirectHttpsConfig(443, 308) : null;
@@ -137,7 +137,7 @@ public static partial class ConfigLoader
             map.Error(map.Value("alpn")!, $"{map.Describe("alpn")}: give at least one protocol (h2, http/1.1)");
         }
         var defaultName = map.String("default");
-        if (defaultName is { Length: > 0 } && names.Count > 0 && !new SniSelectorNames(names).Covers(defaultName))
+        if (defaultName is { Length: > 0 } && names.Count > 0 && !names.Exists(n => SniSelector.Covers(n, defaultName)))
         {
             map.Error(map.Value("default")!, $"{map.Describe("default")}: '{defaultName}' is not a name of any of the certificates (they have: {string.Join(", ", names.Distinct())})");
         }
@@ -266,17 +266,6 @@ public static partial class ConfigLoader
         catch (System.Security.Cryptography.CryptographicException e)
         {
             return $"{path} is not a PEM certificate file ({e.Message})";
-        }
-    }
-
-    /// <summary>Name matching as the SNI table does it, for checking <c>tls.default</c> at load.</summary>
-    private sealed class SniSelectorNames(List<string> names)
-    {
-        public bool Covers(string host)
-        {
-            host = host.ToLowerInvariant();
-            var dot = host.IndexOf('.', StringComparison.Ordinal);
-            return names.Exists(n => n == host || (n.StartsWith("*.", StringComparison.Ordinal) && dot > 0 && n[2..] == host[(dot + 1)..]));
         }
     }
 }

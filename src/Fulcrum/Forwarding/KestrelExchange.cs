@@ -37,7 +37,22 @@ internal sealed class KestrelExchange(HttpContext context) : ProxyExchange
 
     public override IPAddress? RemoteIp => Context.Connection.RemoteIpAddress;
 
-    public override Tls.TlsConnection? Tls => Context.Features.Get<Tls.TlsConnection>();
+    private Tls.TlsConnection? _tls;
+    private bool _tlsRead;
+
+    // Read by the scheme, the upstream head, the pipeline and the access log: looked up once.
+    public override Tls.TlsConnection? Tls
+    {
+        get
+        {
+            if (!_tlsRead)
+            {
+                _tls = Context.Features.Get<Tls.TlsConnection>();
+                _tlsRead = true;
+            }
+            return _tls;
+        }
+    }
 
     public override StringValues Header(string name) => Request.Headers[name];
 

@@ -52,6 +52,18 @@ internal sealed class SniSelector
         return Match(sni) ?? (strict ? null : Default);
     }
 
+    /// <summary>Whether a certificate name (exact, or a wildcard one label deep) covers <paramref name="host"/>, as <see cref="Match"/> decides it.</summary>
+    public static bool Covers(string name, string host)
+    {
+        host = host.TrimEnd('.');
+        if (!name.StartsWith("*.", StringComparison.Ordinal))
+        {
+            return string.Equals(name, host, StringComparison.OrdinalIgnoreCase);
+        }
+        var dot = host.IndexOf('.', StringComparison.Ordinal);
+        return dot > 0 && string.Equals(name[2..], host[(dot + 1)..], StringComparison.OrdinalIgnoreCase);
+    }
+
     /// <summary>The certificate whose names cover <paramref name="host"/>, or null.</summary>
     public LoadedCertificate? Match(string host)
     {
