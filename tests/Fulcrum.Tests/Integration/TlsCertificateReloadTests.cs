@@ -12,6 +12,9 @@ namespace Fulcrum.Tests.Integration;
 /// Kubernetes-style symlink swap each reach new handshakes within 1 s with no handshake failing,
 /// and a broken, mismatched or expired new certificate keeps the old one serving.
 /// </summary>
+/// <remarks>Runs with the serial tests: its handshake load starves a two-core thread pool, which
+/// other tests running beside it saw as a second's delay (a WebSocket close timed at 948 ms).</remarks>
+[Collection(nameof(SerialTests))]
 public sealed class TlsCertificateReloadTests(ITestOutputHelper output) : ConfigFolder, IDisposable
 {
     /// <summary>Swaps of each kind; the acceptance asks 50 (FULCRUM_TLS_SWAPS sets it).</summary>

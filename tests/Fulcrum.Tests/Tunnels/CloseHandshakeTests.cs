@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net.WebSockets;
+using Fulcrum.Tests.Integration;
 using Fulcrum.Tests.TestSupport;
 
 namespace Fulcrum.Tests.Tunnels;
@@ -10,6 +11,8 @@ namespace Fulcrum.Tests.Tunnels;
 /// it would directly, not after a grace period. A side that vanishes without a close frame is
 /// reported to the other in WebSocket terms.
 /// </summary>
+/// <remarks>Serial: it times closes against a one-second bound, which a load test beside it on two cores can eat.</remarks>
+[Collection(nameof(SerialTests))]
 public sealed class CloseHandshakeTests
 {
     /// <summary>ClientWebSocket waits up to a second for the server to hang up after the close frames: the old grace showed as exactly that (996 to 1004 ms); a prompt close is a few ms, with room here for a loaded machine.</summary>
